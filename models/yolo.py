@@ -1,0 +1,310 @@
+"""YOLOv5 Detect head, DetectionModel built from YAML, parse_model, and the model summary CLI.
+
+Usage:
+    python models/yolo.py --cfg yolov5n-csppc.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import math
+import re
+import sys
+from copy import deepcopy
+from pathlib import Path
+
+if __name__ == "__main__":  # running as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+import torch.nn as nn
+
+from models.common import BLOCKS, Conv, register, resolve_arg
+from utils.autoanchor import check_anchor_order
+from utils.general import LOGGER, check_yaml, yaml_load
+from utils.torch_utils import (
+    fuse_conv_and_bn,
+    initialize_weights,
+    model_info,
+    scale_img,
+    select_device,
+    time_sync,
+)
+
+
+def detect_parser(args, n, ch_in, gw, d):
+    """Detect takes (nc, anchors, [input channels]); an int anchor count becomes that many placeholder anchors."""
+    args = list(args)
+    if isinstance(args[1], int):
+        args[1] = [list(range(args[1] * 2))] * len(ch_in)
+    args.append(list(ch_in))
+    return args, n, None
+
+
+@register(detect_parser)
+class Detect(nn.Module):
+    """Detection head: a 1x1 conv per level; decodes xywh, objectness and class scores in inference."""
+
+    stride = None  # strides computed during build
+    dynamic = False  # force grid reconstruction
+    export = False  # export mode: return only the decoded tensor
+
+    def __init__(self, nc=80, anchors=(), ch=(), inplace=True):
+        super().__init__()
+        self.nc = nc
+        self.no = nc + 5
+        self.nl = len(anchors)
+        self.na = len(anchors[0]) // 2
+        self.grid = [torch.empty(0) for _ in range(self.nl)]
+        self.anchor_grid = [torch.empty(0) for _ in range(self.nl)]
+        self.register_buffer("anchors", torch.tensor(anchors).float().view(self.nl, -1, 2))
+        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
+        self.inplace = inplace
+
+    def forward(self, x):
+        z = []
+        for i in range(self.nl):
+            x[i] = self.m[i](x[i])
+            bs, _, ny, nx = x[i].shape
+            x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+            if not self.training:
+                if self.dynamic or self.grid[i].shape[2:4] != x[i].shape[2:4]:
+                    self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
+                xy, wh, conf = x[i].sigmoid().split((2, 2, self.nc + 1), 4)
+                xy = (xy * 2 + self.grid[i]) * self.stride[i]
+                wh = (wh * 2) ** 2 * self.anchor_grid[i]
+                z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
+        if self.training:
+            return x
+        return (torch.cat(z, 1),) if self.export else (torch.cat(z, 1), x)
+
+    def _make_grid(self, nx: int = 20, ny: int = 20, i: int = 0):
+        """Cell offsets (minus 0.5, so that 2*sigmoid - 0.5 becomes 2*sigmoid + grid) and pixel anchors."""
+        d, t = self.anchors[i].device, self.anchors[i].dtype
+        shape = 1, self.na, ny, nx, 2
+        yv, xv = torch.meshgrid(torch.arange(ny, device=d, dtype=t), torch.arange(nx, device=d, dtype=t), indexing="ij")
+        grid = torch.stack((xv, yv), 2).expand(shape) - 0.5
+        anchor_grid = (self.anchors[i] * self.stride[i]).view((1, self.na, 1, 1, 2)).expand(shape)
+        return grid, anchor_grid
+
+
+class BaseModel(nn.Module):
+    """A sequence of layers whose inputs are named by each layer's `f` (from) index."""
+
+    def forward(self, x, profile: bool = False, visualize: bool | Path = False):
+        return self._forward_once(x, profile, visualize)
+
+    def _forward_once(self, x, profile: bool = False, visualize: bool | Path = False):
+        y, dt = [], []
+        for m in self.model:
+            if m.f != -1:  # input from earlier layers
+                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            if profile:
+                self._profile_one_layer(m, x, dt)
+            x = m(x)
+            y.append(x if m.i in self.save else None)
+            if visualize:
+                from utils.plots import feature_visualization  # plotting is only needed here
+
+                feature_visualization(x, m.type, m.i, save_dir=visualize)
+        return x
+
+    def _profile_one_layer(self, m, x, dt):
+        last = m == self.model[-1]
+        flops = 0.0
+        with contextlib.suppress(ImportError, Exception):
+            import thop
+
+            flops = thop.profile(m, inputs=(x.copy() if last else x,), verbose=False)[0] / 1e9 * 2
+        t = time_sync()
+        for _ in range(10):
+            m(x.copy() if last else x)
+        dt.append((time_sync() - t) * 100)
+        if m == self.model[0]:
+            LOGGER.info(f"{'time (ms)':>10s} {'GFLOPs':>10s} {'params':>10s}  module")
+        LOGGER.info(f"{dt[-1]:10.2f} {flops:10.2f} {m.np:10.0f}  {m.type}")
+        if last:
+            LOGGER.info(f"{sum(dt):10.2f} {'-':>10s} {'-':>10s}  Total")
+
+    def fuse(self):
+        """Fold every BatchNorm into its convolution (inference only) and return the model."""
+        LOGGER.info("Fusing layers... ")
+        for m in self.model.modules():
+            if isinstance(m, Conv) and hasattr(m, "bn"):
+                m.conv = fuse_conv_and_bn(m.conv, m.bn)
+                delattr(m, "bn")
+                m.forward = m.forward_fuse
+        self.info()
+        return self
+
+    def info(self, verbose: bool = False, img_size: int = 640):
+        """Log layers, parameters, gradients and GFLOPs; return them."""
+        return model_info(self, verbose, img_size)
+
+    def _apply(self, fn):
+        # to(), cpu(), cuda(), half() must also reach the non-buffer tensors of Detect
+        self = super()._apply(fn)
+        m = self.model[-1]
+        if isinstance(m, Detect):
+            m.stride = fn(m.stride)
+            m.grid = list(map(fn, m.grid))
+            if isinstance(m.anchor_grid, list):
+                m.anchor_grid = list(map(fn, m.anchor_grid))
+        return self
+
+
+class DetectionModel(BaseModel):
+    """YOLOv5 detection model built from a YAML file or dict."""
+
+    def __init__(self, cfg: str | Path | dict = "yolov5s.yaml", ch: int = 3, nc: int | None = None, anchors=None):
+        super().__init__()
+        if isinstance(cfg, dict):
+            self.yaml = cfg
+        else:
+            self.yaml_file = Path(cfg).name
+            self.yaml = yaml_load(check_yaml(cfg))
+        ch = self.yaml["ch"] = self.yaml.get("ch", ch)
+        if nc and nc != self.yaml["nc"]:
+            LOGGER.info(f"Overriding model.yaml nc={self.yaml['nc']} with nc={nc}")
+            self.yaml["nc"] = nc
+        if anchors:
+            LOGGER.info(f"Overriding model.yaml anchors with anchors={anchors}")
+            self.yaml["anchors"] = round(anchors) if isinstance(anchors, float) else anchors
+        self.model, self.save = parse_model(deepcopy(self.yaml), ch=[ch])
+        self.names = {i: f"{i}" for i in range(self.yaml["nc"])}
+        self.inplace = self.yaml.get("inplace", True)
+
+        m = self.model[-1]
+        if isinstance(m, Detect):
+            s = 256  # a size every stride divides
+            m.inplace = self.inplace
+            m.stride = torch.tensor([s / x.shape[-2] for x in self.forward(torch.zeros(1, ch, s, s))])
+            check_anchor_order(m)
+            m.anchors /= m.stride.view(-1, 1, 1)  # anchors are kept in grid units
+            self.stride = m.stride
+            self._initialize_biases()
+        initialize_weights(self)
+
+    def forward(self, x, augment: bool = False, profile: bool = False, visualize: bool | Path = False):
+        if augment:
+            return self._forward_augment(x)
+        return self._forward_once(x, profile, visualize)
+
+    def _forward_augment(self, x):
+        """Test-time augmentation: original, 0.83x flipped left-right, 0.67x; predictions merged before NMS."""
+        img_size = x.shape[-2:]
+        y = []
+        for si, fi in zip((1, 0.83, 0.67), (None, 3, None)):
+            xi = scale_img(x.flip(fi) if fi else x, si, gs=int(self.stride.max()))
+            yi = self._forward_once(xi)[0]
+            y.append(self._descale_pred(yi, fi, si, img_size))
+        y = self._clip_augmented(y)
+        return torch.cat(y, 1), None
+
+    def _descale_pred(self, p, flips, scale, img_size):
+        p = p.clone()
+        p[..., :4] /= scale
+        if flips == 2:
+            p[..., 1] = img_size[0] - p[..., 1]
+        elif flips == 3:
+            p[..., 0] = img_size[1] - p[..., 0]
+        return p
+
+    def _clip_augmented(self, y):
+        """Drop the large-object tail of the up-scaled pass and the small-object head of the down-scaled one."""
+        nl = self.model[-1].nl
+        g = sum(4**x for x in range(nl))
+        e = 1
+        i = (y[0].shape[1] // g) * sum(4**x for x in range(e))
+        y[0] = y[0][:, :-i]
+        i = (y[-1].shape[1] // g) * sum(4 ** (nl - 1 - x) for x in range(e))
+        y[-1] = y[-1][:, i:]
+        return y
+
+    def _initialize_biases(self, cf=None):
+        """Objectness prior of 8 objects per 640 image; class prior 0.6 / nc (or from class frequencies cf)."""
+        m = self.model[-1]
+        for mi, s in zip(m.m, m.stride):
+            b = mi.bias.view(m.na, -1)
+            b.data[:, 4] += math.log(8 / (640 / s) ** 2)
+            b.data[:, 5 : 5 + m.nc] += (
+                math.log(0.6 / (m.nc - 0.99999)) if cf is None else torch.log(cf / cf.sum())
+            )
+            mi.bias = nn.Parameter(b.view(-1), requires_grad=True)
+
+
+Model = DetectionModel  # retain YOLOv5 'Model' name
+
+
+def _activation(name: str) -> nn.Module:
+    """'nn.SiLU()' or 'nn.LeakyReLU(0.1)' from a YAML 'activation' key, without eval."""
+    match = re.fullmatch(r"nn\.(\w+)\((.*)\)", name.strip())
+    cls = getattr(nn, match.group(1), None) if match else None
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"activation {name!r} is not of the form 'nn.Name(args)' with a torch.nn module")
+    text = match.group(2).strip()
+    args = ast.literal_eval(f"({text},)") if text else ()
+    return cls(*args)
+
+
+def parse_model(d: dict, ch: list[int]):
+    """Build nn.Sequential and the list of layer outputs to keep from a model dict."""
+    LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
+    gd, gw = d["depth_multiple"], d["width_multiple"]
+    act = _activation(d["activation"]) if d.get("activation") else None
+    layers, save, c2 = [], [], ch[-1]
+    for i, (f, n, name, args) in enumerate(d["backbone"] + d["head"]):
+        if name not in BLOCKS:
+            raise KeyError(f"layer {i}: unknown module '{name}'; known modules: {', '.join(sorted(BLOCKS))}")
+        cls, parser = BLOCKS[name]
+        args = [resolve_arg(a, d) for a in args]
+        n = n_ = max(round(n * gd), 1) if n > 1 else n
+        ch_in = [ch[x] for x in (f if isinstance(f, list) else [f])]
+        args, n, c2 = parser(args, n, ch_in, gw, d)
+        m_ = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
+        t = f"{cls.__module__}.{cls.__name__}".replace("__main__.", "")
+        m_.i, m_.f, m_.type, m_.np = i, f, t, sum(x.numel() for x in m_.parameters())
+        LOGGER.info(f"{i:>3}{str(f):>18}{n_:>3}{m_.np:10.0f}  {t:<40}{str(args):<30}")
+        save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
+        layers.append(m_)
+        if i == 0:
+            ch = []
+        ch.append(c2)
+    model = nn.Sequential(*layers)
+    if act is not None:  # per-model activation, without changing Conv.default_act for other models
+        for m in model.modules():
+            if isinstance(m, Conv) and m.act is Conv.default_act:
+                m.act = deepcopy(act)
+    return model, sorted(save)
+
+
+def run(cfg: str = "yolov5s.yaml", batch_size: int = 1, device: str = "", profile: bool = False,
+        imgsz: int = 640) -> DetectionModel:
+    """Build a model from cfg, print its layer table and summary, optionally profile each layer."""
+    device = select_device(device)
+    model = DetectionModel(cfg).to(device).eval()
+    model.info(img_size=imgsz)
+    if profile:
+        im = torch.rand(batch_size, 3, imgsz, imgsz, device=device)
+        with torch.no_grad():
+            model(im, profile=True)
+    return model
+
+
+def parse_opt(argv=None):
+    parser = argparse.ArgumentParser(description="Build a model from a YAML and print its summary")
+    parser.add_argument("--cfg", type=str, default="yolov5s.yaml", help="model.yaml (path or bare name)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size for --profile")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="image size for GFLOPs")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--profile", action="store_true", help="profile model speed layer by layer")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    from utils.general import set_logging
+
+    set_logging()
+    run(**vars(parse_opt()))

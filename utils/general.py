@@ -1,0 +1,223 @@
+"""General helpers: logging, paths and files, YAML lookup, and box format conversions."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[1]  # repository root
+RANK = int(os.getenv("RANK", -1))
+LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))
+WORLD_SIZE = int(os.getenv("WORLD_SIZE", 1))
+NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
+LOGGING_NAME = "yolov5"
+LOGGER = logging.getLogger(LOGGING_NAME)
+
+
+def set_logging(name: str = LOGGING_NAME, verbose: bool = True) -> logging.Logger:
+    """Give the project logger one plain stream handler; ranks other than 0 log warnings only."""
+    level = logging.INFO if verbose and RANK in {-1, 0} else logging.WARNING
+    logger = logging.getLogger(name)
+    logger.setLevel(level)
+    if not any(getattr(h, "_yolo", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._yolo = True
+        logger.addHandler(handler)
+    logger.propagate = False
+    return logger
+
+
+def colorstr(*args: str) -> str:
+    """Wrap a string in ANSI colour codes: colorstr('blue', 'bold', 'text'); the last argument is the text."""
+    *styles, text = args if len(args) > 1 else ("blue", "bold", args[0])
+    codes = {
+        "black": "\033[30m", "red": "\033[31m", "green": "\033[32m", "yellow": "\033[33m",
+        "blue": "\033[34m", "magenta": "\033[35m", "cyan": "\033[36m", "white": "\033[37m",
+        "bold": "\033[1m", "underline": "\033[4m", "end": "\033[0m",
+    }
+    return "".join(codes[s] for s in styles) + f"{text}" + codes["end"]
+
+
+def make_divisible(x: float, divisor: int | torch.Tensor) -> int:
+    """Round x up to the nearest multiple of divisor."""
+    if isinstance(divisor, torch.Tensor):
+        divisor = int(divisor.max())
+    return math.ceil(x / divisor) * divisor
+
+
+def check_img_size(imgsz: int | list[int], s: int = 32, floor: int = 0) -> int | list[int]:
+    """Round an image size (int or [h, w]) up to a multiple of stride s, warning when it changes."""
+    if isinstance(imgsz, int):
+        new_size = max(make_divisible(imgsz, int(s)), floor)
+    else:
+        new_size = [max(make_divisible(x, int(s)), floor) for x in imgsz]
+    if new_size != imgsz:
+        LOGGER.warning(f"WARNING --img-size {imgsz} must be multiple of max stride {s}, updating to {new_size}")
+    return new_size
+
+
+def increment_path(path: str | Path, exist_ok: bool = False, sep: str = "", mkdir: bool = False) -> Path:
+    """Return path, or path{sep}2, path{sep}3 ... so that an existing run folder is never overwritten."""
+    path = Path(path)
+    if path.exists() and not exist_ok:
+        path, suffix = (path.with_suffix(""), path.suffix) if path.is_file() else (path, "")
+        for n in range(2, 10000):
+            candidate = Path(f"{path}{sep}{n}{suffix}")
+            if not candidate.exists():
+                path = candidate
+                break
+    if mkdir:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_suffix(file: str | Path | list, suffix: str | tuple[str, ...] = (".pt",)) -> None:
+    """Raise if a file does not end in one of the accepted suffixes."""
+    suffixes = (suffix,) if isinstance(suffix, str) else tuple(suffix)
+    for f in file if isinstance(file, (list, tuple)) else [file]:
+        s = Path(str(f)).suffix.lower()
+        if s and s not in suffixes:
+            raise ValueError(f"{f} has suffix {s}, expected one of {suffixes}")
+
+
+def check_file(file: str | Path, search_dirs: tuple[str, ...] = ("data", "models", "models/hub")) -> str:
+    """Return an existing file: the path itself, or a bare name found under the repository's search folders."""
+    file = str(file)
+    if not file or Path(file).is_file():
+        return file
+    if file.startswith(("http:/", "https:/")):
+        raise FileNotFoundError(f"{file} is a URL; download it first (this project never downloads at run time)")
+    matches = []
+    for d in search_dirs:
+        matches.extend(glob.glob(str(ROOT / d / "**" / file), recursive=True))
+    if not matches:
+        raise FileNotFoundError(f"File not found: {file} (also searched {', '.join(search_dirs)} under {ROOT})")
+    if len(set(matches)) > 1:
+        raise FileNotFoundError(f"Multiple files match '{file}', specify a path: {sorted(set(matches))}")
+    return matches[0]
+
+
+def check_yaml(file: str | Path, suffix: tuple[str, ...] = (".yaml", ".yml")) -> str:
+    """Resolve a YAML file by path or bare name."""
+    check_suffix(file, suffix)
+    return check_file(file)
+
+
+def yaml_load(file: str | Path) -> dict:
+    """Read a YAML file into a dict, naming the file when it is not a mapping."""
+    with open(file, errors="ignore") as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{file}: expected a YAML mapping at top level, got {type(data).__name__}")
+    return data
+
+
+def yaml_save(file: str | Path, data: dict) -> None:
+    """Write a dict to YAML, turning Paths into strings."""
+    with open(file, "w") as f:
+        yaml.safe_dump({k: str(v) if isinstance(v, Path) else v for k, v in data.items()}, f, sort_keys=False)
+
+
+def intersect_dicts(da: dict, db: dict, exclude: tuple[str, ...] = ()) -> dict:
+    """Entries of da whose key is in db with the same shape, skipping keys containing any excluded word."""
+    return {k: v for k, v in da.items() if k in db and all(x not in k for x in exclude) and v.shape == db[k].shape}
+
+
+def clean_str(s: str) -> str:
+    """Replace characters unsafe in file names with underscores."""
+    return re.sub(r"[|@#!¡·$€%&()=?¿^*;:,¨´><+]", "_", s)
+
+
+# Box formats -----------------------------------------------------------------------------------------------
+# Each takes and returns a torch tensor or numpy array of shape (n, 4) and never modifies its input.
+
+
+def _empty_like(x):
+    return x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+
+
+def xyxy2xywh(x):
+    """[x1, y1, x2, y2] to [x_center, y_center, w, h]."""
+    y = _empty_like(x)
+    y[..., 0] = (x[..., 0] + x[..., 2]) / 2
+    y[..., 1] = (x[..., 1] + x[..., 3]) / 2
+    y[..., 2] = x[..., 2] - x[..., 0]
+    y[..., 3] = x[..., 3] - x[..., 1]
+    return y
+
+
+def xywh2xyxy(x):
+    """[x_center, y_center, w, h] to [x1, y1, x2, y2]."""
+    y = _empty_like(x)
+    y[..., 0] = x[..., 0] - x[..., 2] / 2
+    y[..., 1] = x[..., 1] - x[..., 3] / 2
+    y[..., 2] = x[..., 0] + x[..., 2] / 2
+    y[..., 3] = x[..., 1] + x[..., 3] / 2
+    return y
+
+
+def xywhn2xyxy(x, w: int = 640, h: int = 640, padw: float = 0, padh: float = 0):
+    """Normalised [x_center, y_center, w, h] to pixel [x1, y1, x2, y2], shifted by padding."""
+    y = _empty_like(x)
+    y[..., 0] = w * (x[..., 0] - x[..., 2] / 2) + padw
+    y[..., 1] = h * (x[..., 1] - x[..., 3] / 2) + padh
+    y[..., 2] = w * (x[..., 0] + x[..., 2] / 2) + padw
+    y[..., 3] = h * (x[..., 1] + x[..., 3] / 2) + padh
+    return y
+
+
+def xyxy2xywhn(x, w: int = 640, h: int = 640, clip: bool = False, eps: float = 0.0):
+    """Pixel [x1, y1, x2, y2] to normalised [x_center, y_center, w, h], optionally clipped to the image."""
+    if clip:
+        x = _empty_like(x)
+        clip_boxes(x, (h - eps, w - eps))
+    y = _empty_like(x)
+    y[..., 0] = ((x[..., 0] + x[..., 2]) / 2) / w
+    y[..., 1] = ((x[..., 1] + x[..., 3]) / 2) / h
+    y[..., 2] = (x[..., 2] - x[..., 0]) / w
+    y[..., 3] = (x[..., 3] - x[..., 1]) / h
+    return y
+
+
+def xyn2xy(x, w: int = 640, h: int = 640, padw: float = 0, padh: float = 0):
+    """Normalised segment points (n, 2) to pixels."""
+    y = _empty_like(x)
+    y[..., 0] = w * x[..., 0] + padw
+    y[..., 1] = h * x[..., 1] + padh
+    return y
+
+
+def clip_boxes(boxes, shape: tuple[int, int]) -> None:
+    """Clip xyxy boxes in place to an image of shape (height, width)."""
+    if isinstance(boxes, torch.Tensor):
+        boxes[..., 0].clamp_(0, shape[1])
+        boxes[..., 1].clamp_(0, shape[0])
+        boxes[..., 2].clamp_(0, shape[1])
+        boxes[..., 3].clamp_(0, shape[0])
+    else:
+        boxes[..., [0, 2]] = boxes[..., [0, 2]].clip(0, shape[1])
+        boxes[..., [1, 3]] = boxes[..., [1, 3]].clip(0, shape[0])
+
+
+def scale_boxes(img1_shape: tuple[int, int], boxes, img0_shape: tuple[int, ...], ratio_pad=None):
+    """Map xyxy boxes in place from a letterboxed image (img1_shape) back to the original image (img0_shape)."""
+    if ratio_pad is None:  # derive the letterbox gain and padding from the two shapes
+        gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
+        pad = (img1_shape[1] - img0_shape[1] * gain) / 2, (img1_shape[0] - img0_shape[0] * gain) / 2
+    else:
+        gain, pad = ratio_pad[0][0], ratio_pad[1]
+    boxes[..., [0, 2]] -= pad[0]
+    boxes[..., [1, 3]] -= pad[1]
+    boxes[..., :4] /= gain
+    clip_boxes(boxes, img0_shape)
+    return boxes
