@@ -277,3 +277,13 @@ class CSPPC(nn.Module):
         for m in self.m:
             y.append(m(y[-1]))
         return self.cv2(torch.cat(y, 1))
+
+
+def __getattr__(name: str):
+    """PEP 562: `from models.common import DetectMultiBackend` (as in YOLOv5) without importing backends eagerly."""
+    # models.backends imports models.experimental, which imports this module, so a top-level import would cycle
+    if name in ("DetectMultiBackend", "AutoShape", "Detections"):
+        from models import backends
+
+        return getattr(backends, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,8 +58,8 @@ def torch_safe_load(weights: str | Path, map_location="cpu") -> dict:
         with torch.serialization.safe_globals(safe_globals()):
             ckpt = torch.load(weights, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(e))
-        name = found.group(1) if found else "unknown"
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        name = found.group(1) if found else f"unknown ({e})"
         raise pickle.UnpicklingError(
             f"{weights}: refused to load: its pickle names the global '{name}', which is not a model or metadata "
             f"type this project allows. The file may run code when unpickled; it was not loaded."

@@ -221,3 +221,65 @@ def scale_boxes(img1_shape: tuple[int, int], boxes, img0_shape: tuple[int, ...],
     boxes[..., :4] /= gain
     clip_boxes(boxes, img0_shape)
     return boxes
+
+
+# Post-processing -------------------------------------------------------------------------------------------
+
+
+def non_max_suppression(prediction, conf_thres: float = 0.25, iou_thres: float = 0.45, classes=None,
+                        agnostic: bool = False, multi_label: bool = False, labels=(), max_det: int = 300,
+                        nm: int = 0) -> list[torch.Tensor]:
+    """NMS per image over (batch, n, 5 + nc + nm) predictions; returns per-image (k, 6 + nm) [xyxy, conf, cls]."""
+    import torchvision  # heavy and only needed here, so not imported with the rest of this module
+
+    if not 0.0 <= conf_thres <= 1.0:
+        raise ValueError(f"Invalid confidence threshold {conf_thres}, valid values are between 0.0 and 1.0")
+    if not 0.0 <= iou_thres <= 1.0:
+        raise ValueError(f"Invalid IoU threshold {iou_thres}, valid values are between 0.0 and 1.0")
+    if isinstance(prediction, (list, tuple)):  # eval-mode model output (pred, raw maps)
+        prediction = prediction[0]
+    if prediction.ndim != 3 or prediction.shape[2] < 6 + nm:
+        raise ValueError(f"Expected predictions of shape (batch, n, 5 + nc + {nm}) with nc >= 1, "
+                         f"got {tuple(prediction.shape)}")
+
+    device = prediction.device
+    if device.type == "mps":  # torchvision NMS is not implemented on MPS
+        prediction = prediction.cpu()
+    bs, nc = prediction.shape[0], prediction.shape[2] - nm - 5
+    mi = 5 + nc  # index where mask coefficients start
+    max_nms = 30000  # most boxes handed to torchvision NMS per image; beyond this it becomes slow
+    multi_label &= nc > 1
+    candidates = prediction[..., 4] > conf_thres
+    output = [torch.zeros((0, 6 + nm), device=device)] * bs
+    for xi, x in enumerate(prediction):
+        x = x[candidates[xi]]  # boolean indexing copies, so the in-place edits below leave prediction alone
+        if labels is not None and len(labels) and len(labels[xi]):  # --save-hybrid: labels as sure predictions
+            lb = labels[xi]
+            v = torch.zeros((len(lb), nc + nm + 5), device=x.device, dtype=x.dtype)
+            v[:, :4] = lb[:, 1:5]  # xywh
+            v[:, 4] = 1.0
+            v[range(len(lb)), lb[:, 0].long() + 5] = 1.0
+            x = torch.cat((x, v), 0)
+        if not x.shape[0]:
+            continue
+
+        x[:, 5:mi] *= x[:, 4:5]  # conf = obj_conf * cls_conf
+        box = xywh2xyxy(x[:, :4])
+        mask = x[:, mi:]
+        if multi_label:  # one row per (box, class) pair above threshold
+            i, j = (x[:, 5:mi] > conf_thres).nonzero(as_tuple=False).T
+            x = torch.cat((box[i], x[i, 5 + j, None], j[:, None].to(x.dtype), mask[i]), 1)
+        else:  # best class only
+            conf, j = x[:, 5:mi].max(1, keepdim=True)
+            x = torch.cat((box, conf, j.to(x.dtype), mask), 1)[conf.view(-1) > conf_thres]
+        if classes is not None:
+            x = x[(x[:, 5:6] == torch.tensor(classes, device=x.device, dtype=x.dtype)).any(1)]
+        if not x.shape[0]:
+            continue
+        x = x[x[:, 4].argsort(descending=True)[:max_nms]]
+
+        # Shift each class to its own region of the plane so one NMS call never suppresses across classes
+        offset = 0.0 if agnostic else float(x[:, :4].abs().max()) * 2 + 1
+        keep = torchvision.ops.nms(x[:, :4].float() + x[:, 5:6].float() * offset, x[:, 4].float(), iou_thres)
+        output[xi] = x[keep[:max_det]].to(device)
+    return output

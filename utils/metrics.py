@@ -101,11 +101,17 @@ def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor, eps: float = 1e-7) -> torch.Ten
 # Matching and AP ------------------------------------------------------------------------------------------
 
 
-def _unique_pairs(matches: np.ndarray) -> np.ndarray:
-    """Keep one-to-one [label, detection, iou] pairs, preferring higher IoU: greedy by IoU, vectorised."""
-    matches = matches[matches[:, 2].argsort()[::-1]]
-    matches = matches[np.unique(matches[:, 1], return_index=True)[1]]  # best label per detection
-    matches = matches[matches[:, 2].argsort()[::-1]]  # np.unique sorted by index; restore IoU order
+def _unique_pairs(matches: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+    """Keep one-to-one [label, detection, iou] pairs greedily by IoU; equal IoUs go to the higher-scoring detection."""
+    tie = -scores[matches[:, 1].astype(int)] if scores is not None else matches[:, 1]
+
+    def best_first(m, t):
+        order = np.lexsort((t, -m[:, 2]))  # IoU descending, then tie-breaker ascending
+        return m[order], t[order]
+
+    matches, tie = best_first(matches, tie)
+    keep = np.unique(matches[:, 1], return_index=True)[1]  # best label per detection
+    matches, tie = best_first(matches[keep], tie[keep])  # np.unique returns index order; restore best-first
     return matches[np.unique(matches[:, 0], return_index=True)[1]]  # best detection per label
 
 
@@ -119,12 +125,13 @@ def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iouv: torc
     if detections.shape[0] and labels.shape[0]:
         iou = box_iou(labels[:, 1:], detections[:, :4])
         same_class = labels[:, 0:1] == detections[:, 5]
+        scores = detections[:, 4].float().cpu().numpy()
         for i, t in enumerate(iouv.tolist()):
             li, di = torch.where((iou >= t) & same_class)
             if li.shape[0]:
                 matches = torch.stack((li.float(), di.float(), iou[li, di].float()), 1).cpu().numpy()
                 if li.shape[0] > 1:
-                    matches = _unique_pairs(matches)
+                    matches = _unique_pairs(matches, scores)
                 correct[matches[:, 1].astype(int), i] = True
     return torch.tensor(correct, dtype=torch.bool, device=iouv.device)
 
@@ -232,7 +239,7 @@ class ConfusionMatrix:
         li, di = torch.where(iou > self.iou_thres)
         matches = torch.stack((li.float(), di.float(), iou[li, di].float()), 1).cpu().numpy()
         if matches.shape[0] > 1:
-            matches = _unique_pairs(matches)
+            matches = _unique_pairs(matches, detections[:, 4].float().cpu().numpy())
         label_to_det = {int(m[0]): int(m[1]) for m in matches}
         for i, gc in enumerate(gt_classes):
             if i in label_to_det:
@@ -300,7 +307,8 @@ def plot_pr_curve(px: np.ndarray, py: np.ndarray, ap: np.ndarray, save_dir: Path
     ax.set_ylabel("Precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
     ax.set_title("Precision-Recall Curve")
     fig.savefig(save_dir, dpi=250)
     plt.close(fig)
@@ -323,7 +331,8 @@ def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_dir: Path | str = "mc_cur
     ax.set_ylabel(ylabel)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left")
     ax.set_title(f"{ylabel}-Confidence Curve")
     fig.savefig(save_dir, dpi=250)
     plt.close(fig)

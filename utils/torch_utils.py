@@ -166,3 +166,179 @@ def copy_attr(a, b, include: tuple = (), exclude: tuple = ()) -> None:
             continue
         setattr(a, k, v)
 
+
+
+# Training helpers -------------------------------------------------------------------------------------------
+
+
+def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; with deterministic, ask torch for deterministic kernels where they exist."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)  # safe to call without CUDA
+    if deterministic:
+        # warn_only: an op without a deterministic kernel on this device warns instead of stopping training
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # cuBLAS needs this to be deterministic
+        os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def smart_optimizer(model: nn.Module, name: str = "Adam", lr: float = 0.001, momentum: float = 0.9,
+                    decay: float = 1e-5) -> torch.optim.Optimizer:
+    """Optimizer with parameter groups 0 biases (no decay), 1 weights (decay), 2 norm weights (no decay)."""
+    g = [], [], []  # weights with decay, norm weights, biases
+    norms = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
+    for module in model.modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            if p_name == "bias":
+                g[2].append(p)
+            elif p_name == "weight" and isinstance(module, norms):
+                g[1].append(p)
+            else:
+                g[0].append(p)
+    if name == "Adam":
+        optimizer = torch.optim.Adam(g[2], lr=lr, betas=(momentum, 0.999))
+    elif name == "AdamW":
+        optimizer = torch.optim.AdamW(g[2], lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+    elif name == "RMSProp":
+        optimizer = torch.optim.RMSprop(g[2], lr=lr, momentum=momentum)
+    elif name == "SGD":
+        optimizer = torch.optim.SGD(g[2], lr=lr, momentum=momentum, nesterov=True)
+    else:
+        raise NotImplementedError(f"Optimizer {name} not implemented; choose one of SGD, Adam, AdamW, RMSProp")
+    optimizer.add_param_group({"params": g[0], "weight_decay": decay})
+    optimizer.add_param_group({"params": g[1], "weight_decay": 0.0})
+    LOGGER.info(f"optimizer: {type(optimizer).__name__}(lr={lr}) with parameter groups "
+                f"{len(g[1])} weight(decay=0.0), {len(g[0])} weight(decay={decay}), {len(g[2])} bias")
+    return optimizer
+
+
+def smart_DDP(model: nn.Module) -> nn.parallel.DistributedDataParallel:
+    """Wrap a model in DistributedDataParallel: pinned to the local GPU on CUDA, device-less on CPU (gloo)."""
+    if next(model.parameters()).device.type == "cuda":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[LOCAL_RANK], output_device=LOCAL_RANK)
+    return nn.parallel.DistributedDataParallel(model)
+
+
+class ModelEMA:
+    """Exponential moving average of a model's state; decay ramps up as decay * (1 - exp(-updates / tau))."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000, updates: int = 0):
+        self.ema = deepcopy(de_parallel(model)).eval()
+        self.updates = updates
+        # The ramp keeps early averages close to the current weights, when the initial ones are meaningless
+        self.decay = lambda x: decay * (1 - math.exp(-x / tau))
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    def update(self, model: nn.Module) -> None:
+        """Blend the model's current floating-point state into the average."""
+        self.updates += 1
+        d = self.decay(self.updates)
+        msd = de_parallel(model).state_dict()
+        with torch.no_grad():
+            for k, v in self.ema.state_dict().items():
+                if v.dtype.is_floating_point:
+                    v *= d
+                    v += (1 - d) * msd[k].detach()
+
+    def update_attr(self, model: nn.Module, include: tuple = (), exclude: tuple = ("process_group", "reducer")) -> None:
+        """Copy attributes such as names, nc, hyp from the model to the EMA."""
+        copy_attr(self.ema, model, include, exclude)
+
+
+class EarlyStopping:
+    """Stop when fitness has not improved for `patience` epochs (0 or None: never stop)."""
+
+    def __init__(self, patience: int = 30):
+        self.best_fitness = 0.0
+        self.best_epoch = 0
+        self.patience = patience or float("inf")
+        self.possible_stop = False  # the next epoch may be the last
+
+    def __call__(self, epoch: int, fitness: float) -> bool:
+        if fitness >= self.best_fitness:  # >= so that a run of 0.0 fitness early on keeps moving best_epoch
+            self.best_epoch = epoch
+            self.best_fitness = fitness
+        delta = epoch - self.best_epoch
+        self.possible_stop = delta >= (self.patience - 1)
+        stop = delta >= self.patience
+        if stop:
+            LOGGER.info(f"Stopping training early as no improvement observed in last {self.patience} epochs. "
+                        f"Best results observed at epoch {self.best_epoch}, best model saved as best.pt.\n"
+                        f"To update EarlyStopping(patience={self.patience}) pass a new patience value, "
+                        f"i.e. `python train.py --patience 300` or use `--patience 0` to disable EarlyStopping.")
+        return stop
+
+
+def save_atomic(obj, f) -> None:
+    """torch.save to a temporary file beside f, then rename: a crash at any moment leaves f complete or absent."""
+    f = str(f)
+    tmp = f"{f}.tmp{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, f)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def strip_optimizer(f="best.pt", s: str = "") -> None:
+    """Make a checkpoint inference-ready: EMA weights as the model in FP16, no optimizer, epoch -1; save to s or f."""
+    # models owns the unpickling allowlist, so this one loader is imported lazily rather than duplicated here
+    from models.experimental import torch_safe_load
+
+    x = torch_safe_load(f)
+    if x.get("ema"):
+        x["model"] = x["ema"]
+    for k in "optimizer", "best_fitness", "ema", "updates":
+        x[k] = None
+    x["epoch"] = -1
+    x["model"].half()
+    for p in x["model"].parameters():
+        p.requires_grad = False
+    save_atomic(x, s or f)
+    mb = os.path.getsize(s or f) / 1e6
+    LOGGER.info(f"Optimizer stripped from {f},{f' saved as {s},' if s else ''} {mb:.1f}MB")
+
+
+def amp_outputs_match(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether FP32 and autocast Detect outputs (..., 5 + nc) agree: boxes within 5% or 1 px, scores within 0.05."""
+    if a.shape != b.shape:
+        return False
+    a, b = a.float(), b.float()
+    boxes = torch.allclose(a[..., :4], b[..., :4], rtol=0.05, atol=1.0)
+    scores = torch.allclose(a[..., 4:], b[..., 4:], rtol=0.0, atol=0.05)
+    return bool(boxes and scores)
+
+
+def check_amp(model: nn.Module) -> bool:
+    """Whether mixed precision can be trusted for this model: CUDA only, outputs under autocast match FP32."""
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return False  # AMP is only used on CUDA
+    m = deepcopy(de_parallel(model)).float().eval()
+    s = max(int(m.stride.max()), 32) if hasattr(m, "stride") else 32
+    g = torch.Generator(device="cpu").manual_seed(0)
+    im = torch.rand((1, 3, 8 * s, 8 * s), generator=g).to(device)
+    try:
+        with torch.no_grad():
+            a = m(im)[0]
+            with torch.autocast(device_type="cuda", dtype=torch.float16):
+                b = m(im)[0]
+        ok = amp_outputs_match(a, b)
+    except Exception as e:  # any failure under autocast means training in FP32 is the safe choice
+        LOGGER.warning(f"AMP: checks failed ({e}), disabling Automatic Mixed Precision")
+        return False
+    if ok:
+        LOGGER.info("AMP: checks passed")
+    else:
+        LOGGER.warning("AMP: FP32 and autocast outputs differ, disabling Automatic Mixed Precision")
+    return ok

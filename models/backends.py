@@ -1,0 +1,376 @@
+"""Inference on any supported model format (DetectMultiBackend), and the AutoShape / Detections Python API."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from models.experimental import attempt_load
+from utils.augmentations import letterbox
+from utils.export_formats import FORMATS, model_type
+from utils.general import LOGGER, increment_path, make_divisible, non_max_suppression, scale_boxes, xyxy2xywh, yaml_load
+from utils.plots import Annotator, colors, save_one_box
+from utils.sources import is_url, load_image_url
+from utils.torch_utils import time_sync
+
+
+def _parse_names(names) -> dict[int, str]:
+    """Class names as {index: name} from a dict, a list, or the text of either (as export metadata stores them)."""
+    if isinstance(names, str):
+        names = ast.literal_eval(names)  # metadata holds a Python literal; literal_eval never runs code
+    if isinstance(names, (list, tuple)):
+        names = dict(enumerate(names))
+    return {int(k): str(v) for k, v in names.items()}
+
+
+class DetectMultiBackend(nn.Module):
+    """One interface to .pt, TorchScript, ONNX (ONNX Runtime or OpenCV DNN) and OpenVINO models."""
+
+    def __init__(self, weights: str | Path | list = "yolov5s.pt", device: torch.device = torch.device("cpu"),
+                 dnn: bool = False, data: str | Path | None = None, fp16: bool = False, fuse: bool = True):
+        super().__init__()
+        w = str(weights[0] if isinstance(weights, list) else weights)
+        kind = model_type(w)
+        pt, jit, onnx, xml = kind["pt"], kind["jit"], kind["onnx"], kind["xml"]
+        unsupported = [f.name for f, k in zip(FORMATS, kind) if kind[k] and not f.supported]
+        if unsupported:
+            raise NotImplementedError(f"{w}: {unsupported[0]} models are not supported; use .pt, .torchscript, "
+                                      f".onnx or an OpenVINO _openvino_model folder")
+        if not any(kind.values()):
+            raise ValueError(f"{w}: unknown model format; expected .pt, .torchscript, .onnx or *_openvino_model/")
+        if not Path(w).exists():
+            raise FileNotFoundError(f"weights not found: {w}")
+        fp16 &= (pt or jit or onnx) and device.type != "cpu"  # FP16 inference is a GPU feature
+        stride, names, meta = 32, None, {}
+
+        if pt:
+            model = attempt_load(weights if isinstance(weights, list) else w, device=device, inplace=True, fuse=fuse)
+            stride = max(int(model.stride.max()), 32)
+            names = model.module.names if hasattr(model, "module") else model.names
+            model.half() if fp16 else model.float()
+            self.model = model
+        elif jit:
+            LOGGER.info(f"Loading {w} for TorchScript inference...")
+            extra_files = {"config.txt": ""}
+            self.model = torch.jit.load(w, _extra_files=extra_files, map_location=device)
+            self.model.half() if fp16 else self.model.float()
+            if extra_files["config.txt"]:
+                meta = json.loads(extra_files["config.txt"])
+        elif onnx and dnn:
+            LOGGER.info(f"Loading {w} for ONNX OpenCV DNN inference...")
+            self.net = cv2.dnn.readNetFromONNX(w)
+            meta = self._onnx_metadata(w)
+        elif onnx:
+            import onnxruntime
+
+            LOGGER.info(f"Loading {w} for ONNX Runtime inference...")
+            cuda = device.type != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+            self.session = onnxruntime.InferenceSession(w, providers=providers)
+            self.output_names = [x.name for x in self.session.get_outputs()]
+            self.input_name = self.session.get_inputs()[0].name
+            self.input_fp16 = "float16" in self.session.get_inputs()[0].type
+            meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        elif xml:
+            self._load_openvino(w, device)
+            meta = self.ov_meta
+
+        if meta:
+            stride = int(meta.get("stride", stride))
+            names = meta.get("names", names)
+        if data:
+            names = yaml_load(data)["names"]
+        if names is None:
+            LOGGER.warning(f"WARNING {w} carries no class names; using class0, class1, ...")
+            names = {i: f"class{i}" for i in range(999)}
+        self.names = _parse_names(names)
+        self.stride, self.fp16, self.device, self.dnn = stride, fp16, device, dnn
+        self.pt, self.jit, self.onnx, self.xml = pt, jit, onnx, xml
+        self.engine = self.coreml = self.saved_model = self.pb = self.tflite = self.edgetpu = self.tfjs = False
+        self.paddle = self.triton = False
+        self.nhwc = False  # every supported format takes BCHW
+
+    @staticmethod
+    def _onnx_metadata(w: str) -> dict:
+        """The stride/names properties export.py writes into an ONNX file (empty when onnx is not installed)."""
+        try:
+            import onnx
+        except ImportError:
+            LOGGER.warning(f"WARNING onnx is not installed: cannot read stride and names from {w}")
+            return {}
+        model = onnx.load(w, load_external_data=False)
+        return {p.key: p.value for p in model.metadata_props}
+
+    def _load_openvino(self, w: str, device: torch.device) -> None:
+        """Compile an OpenVINO model from its folder (or .xml) and read the metadata.yaml beside it."""
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise ImportError(f"{w}: OpenVINO models need the 'openvino' package (pip install openvino)") from e
+        LOGGER.info(f"Loading {w} for OpenVINO inference...")
+        p = Path(w)
+        xml = p if p.suffix == ".xml" else next(p.glob("*.xml"), None)
+        if xml is None:
+            raise FileNotFoundError(f"{w}: no .xml model inside this OpenVINO folder")
+        core = ov.Core()
+        ov_model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
+        self.ov_compiled = core.compile_model(ov_model, device_name="AUTO" if device.type != "cpu" else "CPU")
+        self.ov_request = self.ov_compiled.create_infer_request()
+        meta_file = xml.with_name("metadata.yaml")
+        self.ov_meta = yaml_load(meta_file) if meta_file.exists() else {}
+
+    def forward(self, im: torch.Tensor, augment: bool = False, visualize: bool = False):
+        """Run the model on a BCHW batch; .pt returns the model's (pred, maps), exports the decoded pred tensor."""
+        if self.fp16 and im.dtype != torch.float16:
+            im = im.half()
+        if self.pt:
+            y = self.model(im, augment=augment, visualize=visualize) if augment or visualize else self.model(im)
+        elif self.jit:
+            y = self.model(im)
+        elif self.onnx and self.dnn:
+            self.net.setInput(im.cpu().numpy().astype(np.float32))
+            y = self.net.forward()
+        elif self.onnx:
+            x = im.cpu().numpy()
+            x = x.astype(np.float16 if self.input_fp16 else np.float32, copy=False)
+            y = self.session.run(self.output_names, {self.input_name: x})
+        else:  # OpenVINO
+            y = list(self.ov_request.infer({0: im.cpu().numpy().astype(np.float32)}).values())
+        if isinstance(y, (list, tuple)):
+            if self.pt:  # keep the PyTorch model's own output structure
+                return y
+            return self.from_numpy(y[0]) if len(y) == 1 else [self.from_numpy(x) for x in y]
+        return self.from_numpy(y)
+
+    def from_numpy(self, x) -> torch.Tensor:
+        """A numpy array as a float32 tensor on the model's device; tensors pass through."""
+        return torch.from_numpy(np.ascontiguousarray(x)).float().to(self.device) if isinstance(x, np.ndarray) else x
+
+    def warmup(self, imgsz: tuple[int, int, int, int] = (1, 3, 640, 640)) -> None:
+        """One forward pass on zeros so the first real image is not slowed by lazy initialisation (GPU only)."""
+        if (self.pt or self.jit or self.onnx) and self.device.type != "cpu":
+            im = torch.empty(*imgsz, dtype=torch.half if self.fp16 else torch.float, device=self.device)
+            self.forward(im)
+
+
+class AutoShape(nn.Module):
+    """Model wrapper for Python use: takes paths, URLs, PIL images or numpy arrays and returns Detections."""
+
+    conf = 0.25  # NMS confidence threshold
+    iou = 0.45  # NMS IoU threshold
+    agnostic = False  # class-agnostic NMS
+    multi_label = False  # several labels per box
+    classes = None  # keep only these class indices, e.g. [0, 15, 16]
+    max_det = 1000  # most detections per image
+    amp = False  # CUDA automatic mixed precision
+
+    def __init__(self, model: nn.Module, verbose: bool = True):
+        super().__init__()
+        if verbose:
+            LOGGER.info("Adding AutoShape... ")
+        self.dmb = isinstance(model, DetectMultiBackend)
+        self.pt = not self.dmb or model.pt
+        self.model = model.eval()
+        self.names = model.names
+        self.stride = int(model.stride) if self.dmb else max(int(model.stride.max()), 32)
+        if self.pt:
+            m = self.model.model.model[-1] if self.dmb else self.model.model[-1]
+            m.inplace = False  # safe for multithreaded inference
+            m.export = True  # return only the decoded predictions
+
+    def _apply(self, fn):
+        # to(), cpu(), cuda(), half() must also move the Detect head's non-buffer tensors
+        self = super()._apply(fn)
+        if self.pt:
+            m = self.model.model.model[-1] if self.dmb else self.model.model[-1]
+            m.stride = fn(m.stride)
+            m.grid = list(map(fn, m.grid))
+            if isinstance(m.anchor_grid, list):
+                m.anchor_grid = list(map(fn, m.anchor_grid))
+        return self
+
+    @torch.no_grad()
+    def forward(self, ims, size: int | tuple[int, int] = 640, augment: bool = False, profile: bool = False):
+        """Detect on one input or a list: file path, URL, PIL image, numpy HWC RGB array; a BCHW tensor runs as is."""
+        t = [time_sync()]
+        p = next(self.model.parameters()) if self.pt else torch.empty(1, device=self.model.device)
+        autocast = self.amp and p.device.type != "cpu"
+        if isinstance(ims, torch.Tensor):
+            with torch.autocast("cuda", enabled=autocast):
+                return self.model(ims.to(p.device).type_as(p), augment=augment)
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        n, ims = (len(ims), list(ims)) if isinstance(ims, (list, tuple)) else (1, [ims])
+        shape0, shape1, files = [], [], []
+        for i, im in enumerate(ims):
+            im, f = _read_input(im, i)
+            files.append(f)
+            shape0.append(im.shape[:2])
+            g = max(size) / max(im.shape[:2])  # scale the long side to the requested size
+            shape1.append([int(y * g) for y in im.shape[:2]])
+            ims[i] = im
+        shape1 = [make_divisible(x, self.stride) for x in np.array(shape1).max(0)]  # one batch shape for all
+        x = np.stack([letterbox(im, shape1, auto=False)[0] for im in ims]).transpose((0, 3, 1, 2))
+        x = torch.from_numpy(np.ascontiguousarray(x)).to(p.device).type_as(p) / 255
+        t.append(time_sync())
+        with torch.autocast("cuda", enabled=autocast):
+            y = self.model(x, augment=augment)
+            t.append(time_sync())
+            y = non_max_suppression(y if self.dmb else y[0], self.conf, self.iou, self.classes, self.agnostic,
+                                    self.multi_label, max_det=self.max_det)
+            for i in range(n):
+                scale_boxes(shape1, y[i][:, :4], shape0[i])
+            t.append(time_sync())
+        return Detections(ims, y, files, t, self.names, x.shape)
+
+
+def _read_input(im, i: int) -> tuple[np.ndarray, str]:
+    """One AutoShape input as a contiguous HWC RGB uint8 array, and a file name for saving it."""
+    from PIL import Image, ImageOps
+
+    f = f"image{i}"
+    if isinstance(im, (str, Path)):
+        f = Path(_url_path(str(im))).name or f
+        if is_url(str(im)):
+            im = load_image_url(str(im))[..., ::-1]  # BGR to RGB
+        else:
+            if not Path(im).is_file():
+                raise FileNotFoundError(f"image not found: {im}")
+            im = np.asarray(ImageOps.exif_transpose(Image.open(im)).convert("RGB"))
+    elif isinstance(im, Image.Image):
+        f = Path(getattr(im, "filename", "") or f).name
+        im = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    elif not isinstance(im, np.ndarray):
+        raise TypeError(f"input {i}: expected a path, URL, PIL image or numpy array, got {type(im).__name__}")
+    if im.ndim == 3 and im.shape[0] < 5 and im.shape[2] >= 5:  # CHW to HWC
+        im = im.transpose((1, 2, 0))
+    if im.ndim == 2:
+        im = np.repeat(im[..., None], 3, axis=2)  # greyscale to 3 channels
+    if im.ndim != 3 or im.shape[2] < 3:
+        raise ValueError(f"input {i}: expected an HWC image with 3 channels, got shape {im.shape}")
+    im = im[..., :3]  # drop alpha
+    im = im if im.dtype == np.uint8 else im.clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(im), Path(f).with_suffix(".jpg").name
+
+
+def _url_path(s: str) -> str:
+    """The path part of a URL (a plain path is returned unchanged)."""
+    return urlparse(s).path if "://" in s else s
+
+
+class Detections:
+    """AutoShape results: per-image boxes in four formats, and ways to print, draw, save, crop or tabulate them."""
+
+    def __init__(self, ims: list[np.ndarray], pred: list[torch.Tensor], files: list[str], times=(0, 0, 0, 0),
+                 names: dict | None = None, shape=None):
+        d = pred[0].device
+        gn = [torch.tensor([*(im.shape[i] for i in [1, 0, 1, 0]), 1, 1], device=d) for im in ims]  # normalisers
+        self.ims, self.pred, self.names, self.files = ims, pred, names or {}, files
+        self.times = times
+        self.xyxy = pred  # pixels
+        self.xywh = [_xyxy2xywh(x) for x in pred]
+        self.xyxyn = [x / g for x, g in zip(self.xyxy, gn)]  # normalised by image size
+        self.xywhn = [x / g for x, g in zip(self.xywh, gn)]
+        self.n = len(self.pred)
+        # ms per image for pre-process, inference and NMS
+        self.t = tuple((times[i + 1] - times[i]) * 1000 / self.n for i in range(3)) if len(times) == 4 else (0,) * 3
+        self.s = tuple(shape) if shape is not None else None  # inference BCHW shape
+
+    def _summary(self, i: int, pred: torch.Tensor) -> str:
+        s = f"image {i + 1}/{self.n}: {self.ims[i].shape[0]}x{self.ims[i].shape[1]} "
+        if pred.shape[0]:
+            counts = [(int((pred[:, 5] == c).sum()), self.names.get(int(c), str(int(c)))) for c in pred[:, 5].unique()]
+            return s + ", ".join(f"{k} {name}{'s' * (k > 1)}" for k, name in counts)
+        return s + "(no detections)"
+
+    def _annotated(self, i: int, labels: bool = True) -> np.ndarray:
+        """Image i (RGB) with its boxes drawn, as a new array."""
+        annotator = Annotator(self.ims[i].copy())
+        for *box, conf, cls in reversed(self.pred[i].tolist()):
+            label = f"{self.names.get(int(cls), int(cls))} {conf:.2f}" if labels else ""
+            annotator.box_label(box, label, color=colors(int(cls)))  # RGB palette on an RGB image
+        return annotator.result()
+
+    def print(self) -> None:
+        """Log one line per image and the speed."""
+        LOGGER.info(str(self))
+
+    def show(self, labels: bool = True) -> None:
+        """Display the annotated images in OpenCV windows (press a key for the next)."""
+        for i, f in enumerate(self.files):
+            cv2.imshow(f, self._annotated(i, labels)[..., ::-1])
+            cv2.waitKey(0)
+
+    def save(self, labels: bool = True, save_dir: str | Path = "runs/detect/exp", exist_ok: bool = False) -> Path:
+        """Write the annotated images into a new (incremented) save_dir and return it."""
+        save_dir = increment_path(save_dir, exist_ok, mkdir=True)
+        for i, f in enumerate(self.files):
+            cv2.imwrite(str(save_dir / f), self._annotated(i, labels)[..., ::-1])
+        LOGGER.info(f"Saved {self.n} image{'s' * (self.n > 1)} to {save_dir}")
+        return save_dir
+
+    def crop(self, save: bool = True, save_dir: str | Path = "runs/detect/exp", exist_ok: bool = False) -> list[dict]:
+        """Cut out every detection; with save, write them under save_dir/crops/<class>/. Returns dicts per crop."""
+        save_dir = increment_path(save_dir, exist_ok, mkdir=True) if save else None
+        crops = []
+        for i, f in enumerate(self.files):
+            for *box, conf, cls in reversed(self.pred[i]):
+                name = self.names.get(int(cls), str(int(cls)))
+                file = save_dir / "crops" / name / f if save else None
+                # save_one_box expects BGR: hand it the BGR view and ask for the RGB crop back for the caller
+                crop = save_one_box(box, self.ims[i][..., ::-1], file=file or Path(f), BGR=False, save=save)
+                crops.append({"box": box, "conf": conf, "cls": cls, "label": f"{name} {conf:.2f}", "im": crop})
+        if save:
+            LOGGER.info(f"Saved results to {save_dir}")
+        return crops
+
+    def render(self, labels: bool = True) -> list[np.ndarray]:
+        """Draw the boxes onto the stored images (in place) and return them."""
+        self.ims = [self._annotated(i, labels) for i in range(self.n)]
+        return self.ims
+
+    def pandas(self) -> Detections:
+        """A copy whose xyxy, xyxyn, xywh, xywhn are lists of pandas DataFrames (with confidence, class, name)."""
+        import copy
+
+        import pandas as pd
+
+        new = copy.copy(self)
+        ca = "xmin", "ymin", "xmax", "ymax", "confidence", "class", "name"
+        cb = "xcenter", "ycenter", "width", "height", "confidence", "class", "name"
+        for k, c in zip(("xyxy", "xyxyn", "xywh", "xywhn"), (ca, ca, cb, cb)):
+            rows = [[[*x[:5], int(x[5]), self.names.get(int(x[5]), str(int(x[5])))] for x in p.tolist()]
+                    for p in getattr(self, k)]
+            setattr(new, k, [pd.DataFrame(r, columns=list(c)) for r in rows])
+        return new
+
+    def tolist(self) -> list[Detections]:
+        """One Detections object per image."""
+        return [Detections([self.ims[i]], [self.pred[i]], [self.files[i]], self.times, self.names, self.s)
+                for i in range(self.n)]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __str__(self) -> str:
+        lines = [self._summary(i, p) for i, p in enumerate(self.pred)]
+        speed = f"Speed: {self.t[0]:.1f}ms pre-process, {self.t[1]:.1f}ms inference, {self.t[2]:.1f}ms NMS per image"
+        if self.s is not None:
+            speed += f" at shape {self.s}"
+        return "\n".join([*lines, speed])
+
+    def __repr__(self) -> str:
+        return f"YOLOv5 {self.__class__} instance\n" + self.__str__()
+
+
+def _xyxy2xywh(x: torch.Tensor) -> torch.Tensor:
+    """xyxy box columns to xywh, leaving conf and class columns as they are."""
+    y = x.clone()
+    y[:, :4] = xyxy2xywh(x[:, :4])
+    return y
