@@ -36,7 +36,7 @@ def _numpy_globals() -> list:
 
 
 def safe_globals() -> list:
-    """The allowlist: the project's model classes, torch.nn modules, and harmless metadata types of YOLOv5 checkpoints."""
+    """The allowlist: the project's model classes, torch.nn modules and harmless metadata of YOLOv5 checkpoints."""
     project = [cls for cls, _ in BLOCKS.values()] + [BaseModel, DetectionModel, Detect, PConv, DualPConv]
     project += [(DetectionModel, "models.yolo.Model"), (DetectionModel, "models.yolo.DetectionModel")]
     metadata = [

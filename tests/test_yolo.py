@@ -5,13 +5,12 @@ import math
 import subprocess
 import sys
 from copy import deepcopy
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-from models.common import BLOCKS, channel_parser, register
+from models.common import BLOCKS, channel_parser, register, resolve_arg
 from models.yolo import Detect, DetectionModel, Model, parse_model
 from tests.conftest import FIXTURES, randomize_bn
 from utils.general import ROOT
@@ -145,12 +144,16 @@ def test_unknown_module_is_a_clear_error():
         DetectionModel(d)
 
 
-def test_yaml_strings_are_not_evaluated(tmp_path):
+def test_yaml_strings_are_not_evaluated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = "__import__('os').system('touch pwned')"
+    assert resolve_arg(code, {}) == code  # stays a plain string
+    assert resolve_arg("None", {}) is None and resolve_arg("nc", {"nc": 3}) == 3
     d = deepcopy(DetectionModel("yolov5n.yaml").yaml)
-    d["head"][1][3] = ["None", 2, "__import__('os').system('touch pwned')"]
-    with pytest.raises(Exception):
+    d["head"][1][3] = ["None", 2, code]
+    with pytest.raises(NotImplementedError, match="system"):  # handed to nn.Upsample as a mode name
         DetectionModel(d)
-    assert not Path("pwned").exists()
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_activation_key_without_eval():

@@ -43,7 +43,9 @@ def select_device(device: str | torch.device = "", batch_size: int = 0) -> torch
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     elif s:
         if not torch.cuda.is_available() or torch.cuda.device_count() < len(s.replace(",", "")):
-            raise ValueError(f"Invalid CUDA '--device {device}' requested, use '--device cpu' or pass valid CUDA device(s)")
+            raise ValueError(
+                f"Invalid CUDA '--device {device}' requested, use '--device cpu' or pass valid CUDA device(s)"
+            )
     if not cpu and not mps and torch.cuda.is_available():
         devices = s.split(",") if s else ["0"]
         n = len(devices)
@@ -135,7 +137,9 @@ def model_info(model: nn.Module, verbose: bool = False, imgsz: int | list[int] =
     n_g = sum(x.numel() for x in model.parameters() if x.requires_grad)
     n_l = len(list(model.modules()))
     if verbose:
-        LOGGER.info(f"{'layer':>5} {'name':>40} {'gradient':>9} {'parameters':>12} {'shape':>20} {'mu':>10} {'sigma':>10}")
+        LOGGER.info(
+            f"{'layer':>5} {'name':>40} {'gradient':>9} {'parameters':>12} {'shape':>20} {'mu':>10} {'sigma':>10}"
+        )
         for i, (name, p) in enumerate(model.named_parameters()):
             LOGGER.info(
                 f"{i:5g} {name:>40} {str(p.requires_grad):>9} {p.numel():12g} {str(list(p.shape)):>20} "
