@@ -109,7 +109,7 @@ class DetectMultiBackend(nn.Module):
         return {p.key: p.value for p in model.metadata_props}
 
     def _load_openvino(self, w: str, device: torch.device) -> None:
-        """Compile an OpenVINO model from its folder (or .xml) and read the metadata.yaml beside it."""
+        """Compile an OpenVINO model from its folder (or .xml) and read the <name>.yaml metadata beside it."""
         try:
             import openvino as ov
         except ImportError as e:
@@ -123,7 +123,7 @@ class DetectMultiBackend(nn.Module):
         ov_model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
         self.ov_compiled = core.compile_model(ov_model, device_name="AUTO" if device.type != "cpu" else "CPU")
         self.ov_request = self.ov_compiled.create_infer_request()
-        meta_file = xml.with_name("metadata.yaml")
+        meta_file = xml.with_suffix(".yaml")  # export.py writes stride and names beside the model
         self.ov_meta = yaml_load(meta_file) if meta_file.exists() else {}
 
     def forward(self, im: torch.Tensor, augment: bool = False, visualize: bool = False):

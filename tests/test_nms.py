@@ -54,7 +54,8 @@ def test_multi_label_classes_filter_and_max_det():
     only1 = non_max_suppression(p, multi_label=True, classes=[1])[0]
     assert only1[:, 5].tolist() == [1.0]
 
-    grid = [[20 + 40 * i, 20 + 40 * j, 10, 10, 0.5 + 0.001 * (i * 10 + j), 1.0, 0.0] for i in range(10) for j in range(10)]
+    grid = [[20 + 40 * i, 20 + 40 * j, 10, 10, 0.5 + 0.001 * (i * 10 + j), 1.0, 0.0]
+            for i in range(10) for j in range(10)]
     capped = non_max_suppression(_pred(grid), max_det=7)[0]
     assert capped.shape == (7, 6)
     assert torch.all(capped[:-1, 4] >= capped[1:, 4])  # highest confidence first

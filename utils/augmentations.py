@@ -86,7 +86,7 @@ def letterbox(
         dw, dh = 0, 0
         new_w, new_h = new_shape[1], new_shape[0]
         ratio = (new_w / w0, new_h / h0)
-    dw, dh = dw / 2, dh / 2  # split padding between both sides
+    dw, dh = float(dw) / 2, float(dh) / 2  # split padding between both sides
     if (w0, h0) != (new_w, new_h):
         im = cv2.resize(im, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))  # odd padding: the extra pixel goes bottom/right

@@ -283,3 +283,86 @@ def non_max_suppression(prediction, conf_thres: float = 0.25, iou_thres: float =
         keep = torchvision.ops.nms(x[:, :4].float() + x[:, 5:6].float() * offset, x[:, 4].float(), iou_thres)
         output[xi] = x[keep[:max_det]].to(device)
     return output
+
+
+# Datasets --------------------------------------------------------------------------------------------------
+
+
+def _dataset_root(root: str | Path, yaml_dir: Path | None) -> Path:
+    """Dataset root: as given when absolute; else relative to the YAML's folder, or to the repository as in YOLOv5."""
+    root = Path(root)
+    if root.is_absolute():
+        return root
+    candidates = [yaml_dir / root] if yaml_dir else []
+    candidates.append(ROOT / root)
+    return next((c for c in candidates if c.exists()), candidates[0]).resolve()
+
+
+def _dataset_split(value: str | list, root: Path, yaml_dir: Path | None) -> str | list[str]:
+    """Resolve a split (path or list of paths) against the dataset root, then against the YAML's folder."""
+    if isinstance(value, (list, tuple)):
+        return [_dataset_split(v, root, yaml_dir) for v in value]
+    p = Path(str(value))
+    if p.is_absolute():
+        return str(p)
+    candidates = [root / p] + ([yaml_dir / p] if yaml_dir else [])
+    return str(next((c for c in candidates if c.exists()), candidates[0]).resolve())
+
+
+def _dataset_names(names, file: str) -> dict[int, str]:
+    """Class names as {index: name} from a list or dict, indices 0..nc-1."""
+    if isinstance(names, (list, tuple)):
+        return {i: str(n) for i, n in enumerate(names)}
+    if not isinstance(names, dict):
+        raise ValueError(f"{file}: 'names' must be a list or an {{index: name}} mapping, got {type(names).__name__}")
+    try:
+        out = {int(k): str(v) for k, v in names.items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: 'names' keys must be integer class indices ({e})") from e
+    if sorted(out) != list(range(len(out))):
+        raise ValueError(f"{file}: 'names' keys must be 0..{len(out) - 1}, got {sorted(out)}")
+    return dict(sorted(out.items()))
+
+
+def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
+    """Load a dataset YAML (path or bare name in data/) with resolved paths, names and nc; generate shapes if missing."""
+    file, yaml_dir = "dataset dict", None
+    if isinstance(data, (str, Path)):
+        file = check_yaml(data)
+        yaml_dir = Path(file).resolve().parent
+        data = yaml_load(file)
+    data = dict(data)
+    for k in ("train", "val", "names"):
+        if data.get(k) in (None, "", [], {}):
+            raise KeyError(f"{file}: '{k}:' key missing, a dataset YAML needs train, val and names")
+    data["names"] = _dataset_names(data["names"], file)
+    nc = len(data["names"])
+    if data.get("nc") is not None and int(data["nc"]) != nc:
+        raise ValueError(f"{file}: nc={data['nc']} does not match the {nc} names given")
+    data["nc"] = nc
+    root = _dataset_root(data.get("path") or "", yaml_dir)
+    data["path"] = str(root)
+    for k in ("train", "val", "test"):
+        data[k] = _dataset_split(data[k], root, yaml_dir) if data.get(k) else None
+
+    def missing(split: str) -> list[str]:
+        paths = data[split] if isinstance(data[split], list) else [data[split]]
+        return [p for p in paths if p and not Path(p).exists()]
+
+    absent = missing("train") + missing("val")
+    generator = data.get("generate")
+    if absent and autodownload and isinstance(generator, dict):
+        if generator.get("name") != "shapes":
+            raise ValueError(f"{file}: unknown dataset generator '{generator.get('name')}', expected 'shapes'")
+        from utils.shapes import generate_shapes_dataset  # lazy: utils.shapes itself imports this module
+
+        LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes')...")
+        opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
+        generate_shapes_dataset(root, **opts)
+        absent = missing("train") + missing("val")
+    if missing("val"):
+        hint = " ('download:' is not followed: this project never downloads at run time)" if "download" in data else ""
+        raise FileNotFoundError(f"{file}: dataset not found, missing paths {missing('val')}{hint}")
+    if absent:
+        LOGGER.warning(f"WARNING ⚠️ {file}: missing paths {absent}")
+    return data

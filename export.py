@@ -1,0 +1,274 @@
+"""Export a YOLOv5 PyTorch model to TorchScript, ONNX or OpenVINO, and check each export against PyTorch.
+
+Formats (see utils/export_formats.py for the full YOLOv5 list; the others answer "not supported"):
+    Format        --include      Model
+    PyTorch       -              yolov5s.pt
+    TorchScript   torchscript    yolov5s.torchscript
+    ONNX          onnx           yolov5s.onnx
+    OpenVINO      openvino       yolov5s_openvino_model/
+
+Usage:
+    python export.py --weights yolov5s.pt --include torchscript onnx openvino
+
+Inference:
+    python detect.py --weights yolov5s.onnx        # or .torchscript, _openvino_model, and --dnn for OpenCV DNN
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.backends import DetectMultiBackend
+from models.experimental import attempt_load
+from models.yolo import Detect
+from utils.augmentations import letterbox
+from utils.export_formats import FORMATS, SUPPORTED, export_path, format_of
+from utils.general import LOGGER, ROOT, check_img_size, colorstr, set_logging, yaml_load, yaml_save
+from utils.sources import IMG_FORMATS
+from utils.torch_utils import select_device
+
+
+def file_size(path: str | Path) -> float:
+    """Size of a file, or of everything inside a folder, in MB."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.glob("**/*") if f.is_file()) / 1e6
+    return p.stat().st_size / 1e6 if p.is_file() else 0.0
+
+
+@contextlib.contextmanager
+def quiet_tracing():
+    """Silence only the tracer's own warnings: torch.jit.trace/ONNX export are deprecated in torch>=2.9 but still
+    work, and the TracerWarnings flag Python-side shape checks that are constant for a fixed-size export."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.(trace|trace_method|script)`? is deprecated",
+                                category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export",
+                                category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+        yield
+
+
+def export_torchscript(model, im: torch.Tensor, file: Path, metadata: dict, optimize: bool,
+                       prefix: str = colorstr("TorchScript:")) -> Path:
+    """Trace the model and save it with its metadata (shape, stride, names) as config.txt."""
+    LOGGER.info(f"\n{prefix} starting export with torch {torch.__version__}...")
+    f = export_path(file, format_of("torchscript"))
+    with quiet_tracing():
+        ts = torch.jit.trace(model, im, strict=False)
+    extra_files = {"config.txt": json.dumps({"shape": list(im.shape), **metadata})}
+    if optimize:  # https://pytorch.org/tutorials/recipes/mobile_interpreter.html
+        from torch.utils.mobile_optimizer import optimize_for_mobile
+
+        optimize_for_mobile(ts)._save_for_lite_interpreter(str(f), _extra_files=extra_files)
+    else:
+        ts.save(str(f), _extra_files=extra_files)
+    return f
+
+
+def export_onnx(model, im: torch.Tensor, file: Path, opset: int, dynamic: bool, simplify: bool, metadata: dict,
+                prefix: str = colorstr("ONNX:")) -> Path:
+    """Export to ONNX (input 'images', output 'output0'), store stride/names as metadata, optionally simplify."""
+    import onnx
+
+    LOGGER.info(f"\n{prefix} starting export with onnx {onnx.__version__} opset {opset}...")
+    f = export_path(file, format_of("onnx"))
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
+    # dynamo=False selects the TorchScript-based exporter on purpose: torch>=2.9 defaults to the torch.export-based
+    # one, which needs the onnxscript package and gives different graphs; the TorchScript exporter supports opset 17,
+    # dynamic_axes and every op these models use, and its graphs load in OpenCV DNN as well as ONNX Runtime.
+    with quiet_tracing():
+        torch.onnx.export(model.cpu() if dynamic else model, im.cpu() if dynamic else im, str(f), verbose=False,
+                          opset_version=opset, do_constant_folding=True, input_names=["images"],
+                          output_names=["output0"], dynamic_axes=dynamic_axes, dynamo=False)
+    model_onnx = onnx.load(str(f))
+    onnx.checker.check_model(model_onnx)
+    if simplify:
+        try:
+            import onnxslim
+
+            LOGGER.info(f"{prefix} slimming with onnxslim {onnxslim.__version__}...")
+            model_onnx = onnxslim.slim(model_onnx)
+        except ImportError:
+            LOGGER.warning(f"{prefix} WARNING --simplify needs onnxslim (pip install onnxslim); exported unsimplified")
+    for k, v in metadata.items():
+        meta = model_onnx.metadata_props.add()
+        meta.key, meta.value = k, str(v)
+    onnx.save(model_onnx, str(f))
+    return f
+
+
+def export_openvino(onnx_file: Path, file: Path, metadata: dict, half: bool, prefix: str = colorstr("OpenVINO:")):
+    """Convert the ONNX export to OpenVINO IR (xml + bin) in <name>_openvino_model/, with <name>.yaml metadata."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise ImportError("OpenVINO export needs the 'openvino' package: pip install openvino") from e
+    LOGGER.info(f"\n{prefix} starting export with openvino {ov.__version__}...")
+    f = export_path(file, format_of("openvino"))
+    f.mkdir(parents=True, exist_ok=True)
+    xml = f / file.with_suffix(".xml").name
+    ov.save_model(ov.convert_model(str(onnx_file)), str(xml), compress_to_fp16=half)
+    yaml_save(xml.with_suffix(".yaml"), metadata)
+    return f
+
+
+def check_image(shape: tuple[int, ...]) -> tuple[torch.Tensor, str]:
+    """A real image from data/images, letterboxed to the export shape and batched; noise when there is none."""
+    h, w = shape[2:]
+    files = sorted(p for p in (ROOT / "data" / "images").glob("*.*") if p.suffix[1:].lower() in IMG_FORMATS)
+    import cv2
+
+    im0 = cv2.imread(str(files[0])) if files else None
+    if im0 is None:
+        LOGGER.warning("WARNING no image in data/images to check exports on; using random noise")
+        im0, name = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8), "noise"
+    else:
+        name = files[0].name
+    im = letterbox(im0, (h, w), auto=False)[0].transpose((2, 0, 1))[::-1]
+    x = torch.from_numpy(np.ascontiguousarray(im)).float().div(255)[None]
+    return x.expand(shape[0], -1, -1, -1).contiguous(), name
+
+
+def check_export(f: Path, y_pt: torch.Tensor, im: torch.Tensor, dnn: bool = False) -> float:
+    """Run an exported model through DetectMultiBackend and return its max abs difference from PyTorch's output."""
+    backend = DetectMultiBackend(f, device=torch.device("cpu"), dnn=dnn)
+    y = backend(im.cpu().float())
+    y = y[0] if isinstance(y, (list, tuple)) else y
+    if y.shape != y_pt.shape:
+        raise RuntimeError(f"{f}: output shape {tuple(y.shape)} differs from PyTorch's {tuple(y_pt.shape)}")
+    return float((y.float() - y_pt.float().cpu()).abs().max())
+
+
+def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt", imgsz: tuple[int, int] = (640, 640),
+        batch_size: int = 1, device: str = "cpu", include: tuple[str, ...] = ("torchscript", "onnx"),
+        half: bool = False, inplace: bool = False, optimize: bool = False, dynamic: bool = False,
+        simplify: bool = False, opset: int = 17, verbose: bool = False, **kwargs) -> list[str]:
+    """Export weights to each format in include; returns the written paths."""
+    t0 = time.time()
+    include = [x.lower() for x in include]
+    for x in include:
+        fmt = format_of(x)  # KeyError naming the known formats for a misspelt one
+        if not fmt.supported:
+            LOGGER.error(f"{fmt.name} export (--include {x}) is not supported by this project; supported: "
+                         f"{', '.join(SUPPORTED)}")
+    todo = [x for x in include if format_of(x).supported]
+    if not todo:
+        LOGGER.error(f"Nothing to export: choose --include from {', '.join(SUPPORTED)}")
+        return []
+    file = Path(weights)
+    if not file.is_file():
+        raise FileNotFoundError(f"weights not found: {weights}")
+    device = select_device(device)
+    if half and device.type == "cpu":
+        raise ValueError("--half exports need a GPU (--device 0); FP16 convolutions are not run on CPU")
+    if half and dynamic:
+        raise ValueError("--half and --dynamic cannot be combined")
+    if optimize and device.type != "cpu":
+        raise ValueError("--optimize (mobile TorchScript) needs --device cpu")
+
+    model = attempt_load(str(file), device=device, inplace=True, fuse=True)
+    if data:  # names from a dataset YAML replace the checkpoint's
+        names = yaml_load(data)["names"]
+        model.names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
+    gs = max(int(model.stride.max()), 32)
+    imgsz = list(imgsz) * (2 if len(imgsz) == 1 else 1)
+    imgsz = [check_img_size(x, gs) for x in imgsz]
+    im, image_name = check_image((batch_size, 3, *imgsz))
+    im = im.to(device)
+
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, Detect):
+            m.inplace, m.dynamic, m.export = inplace, dynamic, True
+    with torch.no_grad():
+        for _ in range(2):
+            y = model(im)  # dry runs build the Detect grids, so tracing records constants, not their creation
+    if half:
+        im, model = im.half(), model.half()
+        with torch.no_grad():
+            y = model(im)
+    y = y[0]
+    metadata = {"stride": gs, "names": model.names}
+    LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {file} with output shape {tuple(y.shape)} "
+                f"({file_size(file):.1f} MB)")
+
+    written, rows = [], []
+    for x in [f.argument for f in FORMATS if f.argument in todo]:  # table order: ONNX before OpenVINO needs it
+        t = time.time()
+        if x == "torchscript":
+            f = export_torchscript(model, im, file, metadata, optimize)
+        elif x == "onnx":
+            f = export_onnx(model, im, file, opset, dynamic, simplify, metadata)
+        elif x == "openvino":
+            onnx_file = export_path(file, format_of("onnx"))
+            if "onnx" not in todo:
+                onnx_file = export_onnx(model, im, file, opset, dynamic, simplify, metadata)
+            f = export_openvino(onnx_file, file, metadata, half)
+        dt = time.time() - t
+        diff = check_export(f, y, im)
+        line = f"{format_of(x).name:<12} {str(f):<60} {file_size(f):8.1f} MB {dt:7.1f} s   max|diff| {diff:.2e}"
+        if x == "onnx" and not dynamic:
+            line += f", OpenCV DNN {check_export(f, y, im, dnn=True):.2e}"
+        tol = 1e-2 * max(float(y.abs().max()), 1.0) if half else 1e-3 * max(float(y.abs().max()), 1.0)
+        if diff > tol:
+            LOGGER.warning(f"WARNING {f}: output differs from PyTorch by {diff:.3g} (> {tol:.3g}) on {image_name}")
+        rows.append(line)
+        written.append(str(f))
+
+    LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s), checked on {image_name} at shape {tuple(im.shape)}\n"
+                f"{'Format':<12} {'File':<60} {'Size':>11} {'Time':>9}   vs PyTorch\n" + "\n".join(rows) +
+                f"\nResults saved to {colorstr('bold', str(file.parent.resolve()))}"
+                f"\nDetect:          python detect.py --weights {written[-1]}"
+                f"\nValidate:        python val.py --weights {written[-1]}")
+    return written
+
+
+def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags as YOLOv5 v7.0's export.py names them."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=str, default=None, help="dataset.yaml whose class names to embed (optional)")
+    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model.pt path(s)")
+    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640, 640], help="image (h, w)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size")
+    parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--half", action="store_true", help="FP16 half-precision export (GPU only)")
+    parser.add_argument("--inplace", action="store_true", help="set YOLOv5 Detect() inplace=True")
+    parser.add_argument("--optimize", action="store_true", help="TorchScript: optimize for mobile")
+    parser.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size")
+    parser.add_argument("--simplify", action="store_true", help="ONNX: simplify model with onnxslim")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
+    parser.add_argument("--verbose", action="store_true", help="more logging")
+    parser.add_argument("--include", nargs="+", default=["torchscript"],
+                        help=f"formats: {', '.join(SUPPORTED)} (others of YOLOv5's list are not supported)")
+    opt = parser.parse_args(argv)
+    for x in opt.include:
+        try:
+            format_of(x)
+        except KeyError:
+            parser.error(f"unknown --include {x!r}; choose from {', '.join(f.argument for f in FORMATS[1:])}")
+    return opt
+
+
+def main(opt: argparse.Namespace) -> list[str]:
+    """Export each of --weights."""
+    files = []
+    for w in opt.weights if isinstance(opt.weights, list) else [opt.weights]:
+        files += run(**{**vars(opt), "weights": w})
+    return files
+
+
+if __name__ == "__main__":
+    set_logging()
+    main(parse_opt())
