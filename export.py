@@ -63,8 +63,8 @@ def export_torchscript(model, im: torch.Tensor, file: Path, metadata: dict, opti
     """Trace the model and save it with its metadata (shape, stride, names) as config.txt."""
     LOGGER.info(f"\n{prefix} starting export with torch {torch.__version__}...")
     f = export_path(file, format_of("torchscript"))
-    with quiet_tracing():
-        ts = torch.jit.trace(model, im, strict=False)
+    with quiet_tracing():  # the tracer's own re-run check is skipped: check_export compares real outputs after
+        ts = torch.jit.trace(model, im, strict=False, check_trace=False)
     extra_files = {"config.txt": json.dumps({"shape": list(im.shape), **metadata})}
     if optimize:  # https://pytorch.org/tutorials/recipes/mobile_interpreter.html
         from torch.utils.mobile_optimizer import optimize_for_mobile
@@ -141,6 +141,7 @@ def check_image(shape: tuple[int, ...]) -> tuple[torch.Tensor, str]:
     return x.expand(shape[0], -1, -1, -1).contiguous(), name
 
 
+@torch.no_grad()
 def check_export(f: Path, y_pt: torch.Tensor, im: torch.Tensor, dnn: bool = False) -> float:
     """Run an exported model through DetectMultiBackend and return its max abs difference from PyTorch's output."""
     backend = DetectMultiBackend(f, device=torch.device("cpu"), dnn=dnn)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision  # noqa: F401  loaded up front so its import time is not counted as NMS time
 from tqdm import tqdm
 
 FILE = Path(__file__).resolve()
@@ -134,6 +135,14 @@ def coco_evaluate(jdict: list, pred_json: Path, data: dict, image_files: list[st
     return ev.stats[0], ev.stats[1]
 
 
+def _model_nc(model) -> int | None:
+    """Class count of a loaded PyTorch model: its nc attribute (YOLOv5 training sets it) or its Detect head's."""
+    nc = getattr(model, "nc", None)
+    if nc is None and hasattr(model, "model") and len(model.model):
+        nc = getattr(model.model[-1], "nc", None)
+    return int(nc) if nc is not None else None
+
+
 @smart_inference_mode()
 def run(
     data,
@@ -195,7 +204,7 @@ def run(
 
     if not training:
         if pt and not single_cls:
-            ncm = getattr(model.model, "nc", None)
+            ncm = _model_nc(model.model)
             if ncm is not None and ncm != nc:
                 raise ValueError(f"{weights} ({ncm} classes) trained on different --data than what you passed "
                                  f"({nc} classes). Pass --weights and --data that were trained together.")

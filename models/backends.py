@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -59,7 +60,9 @@ class DetectMultiBackend(nn.Module):
         elif jit:
             LOGGER.info(f"Loading {w} for TorchScript inference...")
             extra_files = {"config.txt": ""}
-            self.model = torch.jit.load(w, _extra_files=extra_files, map_location=device)
+            with warnings.catch_warnings():  # torch>=2.9 marks torch.jit deprecated; loading still works
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+                self.model = torch.jit.load(w, _extra_files=extra_files, map_location=device)
             self.model.half() if fp16 else self.model.float()
             if extra_files["config.txt"]:
                 meta = json.loads(extra_files["config.txt"])
@@ -77,6 +80,7 @@ class DetectMultiBackend(nn.Module):
             self.output_names = [x.name for x in self.session.get_outputs()]
             self.input_name = self.session.get_inputs()[0].name
             self.input_fp16 = "float16" in self.session.get_inputs()[0].type
+            self.input_shape = self.session.get_inputs()[0].shape  # ints, or names for dynamic axes
             meta = dict(self.session.get_modelmeta().custom_metadata_map)
         elif xml:
             self._load_openvino(w, device)
@@ -85,7 +89,7 @@ class DetectMultiBackend(nn.Module):
         if meta:
             stride = int(meta.get("stride", stride))
             names = meta.get("names", names)
-        if data:
+        if names is None and data:  # a dataset YAML only fills in names the model does not carry
             names = yaml_load(data)["names"]
         if names is None:
             LOGGER.warning(f"WARNING {w} carries no class names; using class0, class1, ...")
@@ -121,7 +125,10 @@ class DetectMultiBackend(nn.Module):
             raise FileNotFoundError(f"{w}: no .xml model inside this OpenVINO folder")
         core = ov.Core()
         ov_model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
-        self.ov_compiled = core.compile_model(ov_model, device_name="AUTO" if device.type != "cpu" else "CPU")
+        # OpenVINO's CPU plugin runs bf16 by default where the CPU has it (AVX512-BF16/AMX): boxes then move by ~1 px
+        # from PyTorch's; ask for f32 so every format gives the same detections
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        self.ov_compiled = core.compile_model(ov_model, "AUTO" if device.type != "cpu" else "CPU", config)
         self.ov_request = self.ov_compiled.create_infer_request()
         meta_file = xml.with_suffix(".yaml")  # export.py writes stride and names beside the model
         self.ov_meta = yaml_load(meta_file) if meta_file.exists() else {}
@@ -138,6 +145,10 @@ class DetectMultiBackend(nn.Module):
             self.net.setInput(im.cpu().numpy().astype(np.float32))
             y = self.net.forward()
         elif self.onnx:
+            fixed = [d if isinstance(d, int) else None for d in self.input_shape]
+            if any(f is not None and f != n for f, n in zip(fixed, im.shape)):
+                raise ValueError(f"this ONNX model was exported for input shape {tuple(self.input_shape)}, got "
+                                 f"{tuple(im.shape)}: use --imgsz {fixed[2]} {fixed[3]} or export with --dynamic")
             x = im.cpu().numpy()
             x = x.astype(np.float16 if self.input_fp16 else np.float32, copy=False)
             y = self.session.run(self.output_names, {self.input_name: x})

@@ -14,7 +14,7 @@ PAD_COLOR = (114, 114, 114)  # grey used for letterbox borders and empty mosaic/
 
 
 class Albumentations:
-    """Optional pixel-level augmentations (blur, median blur, grayscale, CLAHE); a no-op when albumentations is absent."""
+    """Optional pixel augmentations (blur, median blur, grayscale, CLAHE); a no-op without albumentations."""
 
     def __init__(self, size: int = 640, p: float = 0.01):
         self.transform = None
@@ -26,7 +26,8 @@ class Albumentations:
             return
         try:
             transforms = [A.Blur(p=p), A.MedianBlur(p=p), A.ToGray(p=p), A.CLAHE(p=p)]
-            self.transform = A.Compose(transforms, bbox_params=A.BboxParams(format="yolo", label_fields=["class_labels"]))
+            boxes = A.BboxParams(format="yolo", label_fields=["class_labels"])
+            self.transform = A.Compose(transforms, bbox_params=boxes)
             LOGGER.info(prefix + ", ".join(f"{t}".replace("always_apply=False, ", "") for t in transforms if t.p))
         except Exception as e:  # an incompatible albumentations version must not stop training
             LOGGER.warning(f"{prefix}disabled, could not build the pipeline: {e}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import math
 import os
 import random
 from multiprocessing.pool import ThreadPool
@@ -28,14 +27,15 @@ from utils.dataset_check import (
     scan_labels,
     summary,
 )
-from utils.general import LOGGER, NUM_THREADS, RANK, xyxy2xywhn, xywhn2xyxy
+from utils.general import LOGGER, NUM_THREADS, RANK, xywhn2xyxy, xyxy2xywhn
 from utils.torch_utils import torch_distributed_zero_first
 
-HELP_URL = "See the README section 'Datasets' for the expected images/ and labels/ layout"
+HELP_MSG = "See the README section 'Datasets' for the expected images/ and labels/ layout"
 
 
 def seed_worker(worker_id: int) -> None:
     """Seed numpy and random in a DataLoader worker from its torch seed, so augmentations are reproducible."""
+    cv2.setNumThreads(0)  # parallelism comes from the workers; OpenCV threads inside each would oversubscribe
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
@@ -127,7 +127,7 @@ def _gather_images(path: str | Path | list, prefix: str = "") -> list[str]:
         LOGGER.warning(f"{prefix}WARNING ⚠️ {len(images) - len(unique)} duplicate image paths removed from {path}")
     if not unique:
         raise FileNotFoundError(f"{prefix}No images found in {path}, supported formats: {', '.join(IMG_FORMATS)}. "
-                                f"{HELP_URL}")
+                                f"{HELP_MSG}")
     return unique
 
 
@@ -169,9 +169,8 @@ class LoadImagesAndLabels(Dataset):
         p = Path(path[0] if isinstance(path, (list, tuple)) else path)
         cache_path = (p if p.is_file() else Path(self.label_files[0]).parent).with_suffix(".cache")
         cache = self.cache_labels(cache_path, prefix)
-        nf, nm, ne, nc, nd, n = cache["results"]
-        if nf + nm + ne == 0 or not cache["im_files"]:
-            raise FileNotFoundError(f"{prefix}No usable images in {path}: {summary(cache['results'])}. {HELP_URL}")
+        if not cache["im_files"]:  # every file was corrupt
+            raise FileNotFoundError(f"{prefix}No usable images in {path}: {summary(cache['results'])}. {HELP_MSG}")
 
         self.im_files = cache["im_files"]
         self.labels = [lb.copy() for lb in cache["labels"]]
@@ -191,6 +190,8 @@ class LoadImagesAndLabels(Dataset):
         self._take(np.flatnonzero(keep))
 
         self.cache = "ram" if cache_images is True else (cache_images or None)
+        if self.cache not in (None, "ram", "disk"):
+            raise ValueError(f"{prefix}cache_images={cache_images!r}, expected False, True, 'ram' or 'disk'")
         if self.cache == "ram" and not self.check_cache_ram(prefix=prefix):
             self.cache = None
         if self.cache:
@@ -222,9 +223,9 @@ class LoadImagesAndLabels(Dataset):
             setattr(self, name, [values[i] for i in idx])
         self.shapes = self.shapes[idx].reshape(-1, 2)
         self.npy_valid = self.npy_valid[idx]
-        n = len(self.im_files)
+        self.n = n = len(self.im_files)
         if n == 0:
-            raise FileNotFoundError(f"{self.prefix}No usable images left in {self.path}. {HELP_URL}")
+            raise FileNotFoundError(f"{self.prefix}No usable images left in {self.path}. {HELP_MSG}")
         self.batch = np.arange(n) // self.batch_size
         self.indices = np.arange(n)
         if self.rect:
@@ -306,14 +307,21 @@ class LoadImagesAndLabels(Dataset):
         f, src = self.npy_files[i], self.im_files[i]
         w, h = self.shapes[i]
         try:
-            if f.exists() and f.stat().st_mtime_ns >= os.stat(src).st_mtime_ns:
-                if np.load(f, mmap_mode="r", allow_pickle=False).shape == (h, w, 3):
-                    self.npy_valid[i] = True
-                    return
-            np.save(f, imread(src), allow_pickle=False)
+            fresh = f.stat().st_mtime_ns >= os.stat(src).st_mtime_ns
+            if fresh and np.load(f, mmap_mode="r", allow_pickle=False).shape == (h, w, 3):
+                self.npy_valid[i] = True
+                return
+        except Exception:  # missing or unreadable .npy: write it again
+            pass
+        tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:  # write then rename: a reader never sees half an array
+                np.save(fh, imread(src), allow_pickle=False)
+            os.replace(tmp, f)
             self.npy_valid[i] = True
-        except Exception as e:  # read-only folder or broken .npy: fall back to the source image
-            LOGGER.warning(f"{self.prefix}WARNING ⚠️ {f}: disk cache not usable ({e})")
+        except Exception as e:  # e.g. a read-only folder: read the source image instead
+            LOGGER.warning(f"{self.prefix}WARNING ⚠️ {f}: disk cache not writeable ({e})")
+            tmp.unlink(missing_ok=True)
             self.npy_valid[i] = False
 
     def __len__(self) -> int:

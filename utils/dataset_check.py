@@ -98,24 +98,24 @@ def _check_image(im_file: str) -> tuple[tuple[int, int], str]:
         raise ValueError(f"invalid image format {fmt or 'unknown'}, supported: {', '.join(IMG_FORMATS)}")
     if shape[0] < MIN_SIZE or shape[1] < MIN_SIZE:
         raise ValueError(f"image size {shape[0]}x{shape[1]} is smaller than {MIN_SIZE} pixels")
-    note = ""
-    if fmt in ("jpeg", "mpo"):
-        with open(im_file, "rb") as f:
-            data = f.read()
-        if not data.endswith(JPEG_EOI):
-            if not jpeg_data_complete(data):
-                raise ValueError("truncated JPEG, image data cut short")
-            tmp = f"{im_file}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data.rstrip(b"\xff") + JPEG_EOI)  # lossless: only the marker was missing
-            os.replace(tmp, im_file)
-            note = "JPEG end marker missing, image data complete: restored and saved"
     try:
         with Image.open(im_file) as im:
-            im.load()  # full decode catches truncated PNG, TIFF, BMP, WebP data
+            im.draft(im.mode, (im.width // 8, im.height // 8))  # JPEG: decode at 1/8 scale, still reads all data
+            im.load()  # full decode: catches truncated PNG, TIFF, BMP, WebP and JPEG data
+        return shape, ""
     except Exception as e:
-        raise ValueError(f"image data unreadable ({e})") from e
-    return shape, note
+        error = e
+    with open(im_file, "rb") as f:
+        data = f.read()
+    if fmt != "jpeg" or data.endswith(JPEG_EOI):
+        raise ValueError(f"image data unreadable ({error})")
+    if not jpeg_data_complete(data):
+        raise ValueError("truncated JPEG, image data cut short")
+    tmp = f"{im_file}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data.rstrip(b"\xff") + JPEG_EOI)  # lossless: only the end marker was missing
+    os.replace(tmp, im_file)
+    return shape, "JPEG end marker missing, image data complete: restored and saved"
 
 
 def _parse_labels(lb_file: str) -> tuple[np.ndarray, int]:

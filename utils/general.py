@@ -278,9 +278,11 @@ def non_max_suppression(prediction, conf_thres: float = 0.25, iou_thres: float =
             continue
         x = x[x[:, 4].argsort(descending=True)[:max_nms]]
 
-        # Shift each class to its own region of the plane so one NMS call never suppresses across classes
-        offset = 0.0 if agnostic else float(x[:, :4].abs().max()) * 2 + 1
-        keep = torchvision.ops.nms(x[:, :4].float() + x[:, 5:6].float() * offset, x[:, 4].float(), iou_thres)
+        boxes, scores = x[:, :4].float(), x[:, 4].float()
+        if agnostic:
+            keep = torchvision.ops.nms(boxes, scores, iou_thres)
+        else:  # per class: class-offset boxes for small inputs, a loop over classes for large ones (faster on CPU)
+            keep = torchvision.ops.batched_nms(boxes, scores, x[:, 5].long(), iou_thres)
         output[xi] = x[keep[:max_det]].to(device)
     return output
 
@@ -325,7 +327,7 @@ def _dataset_names(names, file: str) -> dict[int, str]:
 
 
 def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
-    """Load a dataset YAML (path or bare name in data/) with resolved paths, names and nc; generate shapes if missing."""
+    """Load a dataset YAML (path or bare name in data/), resolving paths, names and nc; generate shapes if missing."""
     file, yaml_dir = "dataset dict", None
     if isinstance(data, (str, Path)):
         file = check_yaml(data)
@@ -366,3 +368,36 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
     if absent:
         LOGGER.warning(f"WARNING ⚠️ {file}: missing paths {absent}")
     return data
+
+
+# Training helpers ------------------------------------------------------------------------------------------
+
+
+def one_cycle(y1: float = 0.0, y2: float = 1.0, steps: int = 100):
+    """A function of x in [0, steps] rising (or falling) from y1 to y2 along half a cosine."""
+    return lambda x: ((1 - math.cos(x * math.pi / steps)) / 2) * (y2 - y1) + y1
+
+
+def labels_to_class_weights(labels: list[np.ndarray], nc: int = 80) -> torch.Tensor:
+    """Class weights inversely proportional to class frequency in the labels (n, 5) [cls, xywh], summing to 1."""
+    if not len(labels):
+        return torch.ones(nc) / nc
+    classes = np.concatenate(labels, 0)[:, 0].astype(int)
+    weights = np.bincount(classes, minlength=nc).astype(np.float64)
+    weights[weights == 0] = 1  # an absent class would otherwise get infinite weight
+    weights = 1 / weights
+    weights /= weights.sum()
+    return torch.from_numpy(weights).float()
+
+
+def labels_to_image_weights(labels: list[np.ndarray], nc: int = 80, class_weights: np.ndarray | None = None):
+    """Per-image sampling weights: the sum of the class weights of the image's labels."""
+    class_weights = np.ones(nc) if class_weights is None else np.asarray(class_weights)
+    counts = np.array([np.bincount(x[:, 0].astype(int), minlength=nc) for x in labels]).reshape(-1, nc)
+    return (class_weights.reshape(1, nc) * counts).sum(1)
+
+
+def get_latest_run(search_dir: str | Path = ".") -> str:
+    """Path of the most recently written last*.pt under search_dir (for a bare --resume), or ''."""
+    last_list = glob.glob(f"{search_dir}/**/last*.pt", recursive=True)
+    return max(last_list, key=os.path.getmtime) if last_list else ""

@@ -45,7 +45,7 @@ class ComputeLoss:
 
     def __init__(self, model: nn.Module, autobalance: bool = False):
         device = next(model.parameters()).device
-        h = model.hyp
+        h = model.hyp if hasattr(model, "hyp") else de_parallel(model).hyp  # set on the wrapper or on the model
         self.hyp = h
         bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([h["cls_pw"]], device=device))
         bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([h["obj_pw"]], device=device))

@@ -42,12 +42,15 @@ def _polygon(name: str, rng: np.random.Generator) -> np.ndarray:
         return np.stack((r * np.cos(t), r * np.sin(t)), 1)
     if name == "cross":
         a = rng.uniform(0.3, 0.4)  # half-width of the bars
-        xy = [(a, 1), (a, a), (1, a), (1, -a), (a, -a), (a, -1), (-a, -1), (-a, -a), (-1, -a), (-1, a), (-a, a), (-a, 1)]
-        return np.array(xy, dtype=np.float64)
+        xy = np.array([(a, 1), (a, a), (1, a), (1, -a), (a, -a), (a, -1), (-a, -1), (-a, -a), (-1, -a), (-1, a),
+                       (-a, a), (-a, 1)], dtype=np.float64)
+        return xy / np.hypot(a, 1)  # outer corners on the unit circle like every other shape
     raise ValueError(f"unknown shape '{name}', expected one of {NAMES}")
 
 
-def _shape_mask(cls: int, size: float, center: tuple[float, float], rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+def _shape_mask(
+    cls: int, size: float, center: tuple[float, float], rng: np.random.Generator
+) -> tuple[np.ndarray, int, int]:
     """Boolean mask of one randomly rotated shape of class cls and size (px) at center, with its top-left (x, y)."""
     pts = _polygon(NAMES[cls], rng)
     angle = rng.uniform(0, 2 * np.pi)

@@ -254,8 +254,8 @@ class ModelEMA:
                     v += (1 - d) * msd[k].detach()
 
     def update_attr(self, model: nn.Module, include: tuple = (), exclude: tuple = ("process_group", "reducer")) -> None:
-        """Copy attributes such as names, nc, hyp from the model to the EMA."""
-        copy_attr(self.ema, model, include, exclude)
+        """Copy attributes such as names, nc, hyp from the model (inside any DDP wrapper) to the EMA."""
+        copy_attr(self.ema, de_parallel(model), include, exclude)
 
 
 class EarlyStopping:

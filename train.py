@@ -1,0 +1,588 @@
+"""Train a YOLOv5 model on a detection dataset, on one device or distributed.
+
+Usage - single process:
+    python train.py --cfg yolov5n-csppc.yaml --data shapes.yaml --imgsz 320 --epochs 30
+    python train.py --weights yolov5n.pt --data shapes.yaml            # fine-tune (transfer matching tensors)
+    python train.py --resume                                           # continue the latest interrupted run
+
+Usage - distributed (DDP: NCCL on CUDA, gloo on CPU):
+    torchrun --nproc_per_node 2 train.py --cfg yolov5n.yaml --data shapes.yaml --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from copy import deepcopy
+from datetime import datetime, timedelta
+from pathlib import Path
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[0]
+if str(ROOT) not in sys.path:  # run as a script from another folder
+    sys.path.append(str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from torch.optim import lr_scheduler  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import val as validate  # noqa: E402
+from models.experimental import attempt_load, torch_safe_load  # noqa: E402
+from models.yolo import Model  # noqa: E402
+from utils.autoanchor import check_anchors  # noqa: E402
+from utils.callbacks import Callbacks  # noqa: E402
+from utils.dataloaders import create_dataloader  # noqa: E402
+from utils.dataset_check import TQDM_BAR_FORMAT  # noqa: E402
+from utils.general import (  # noqa: E402
+    LOCAL_RANK,
+    LOGGER,
+    RANK,
+    WORLD_SIZE,
+    check_dataset,
+    check_file,
+    check_img_size,
+    check_suffix,
+    check_yaml,
+    colorstr,
+    get_latest_run,
+    increment_path,
+    intersect_dicts,
+    labels_to_class_weights,
+    labels_to_image_weights,
+    one_cycle,
+    set_logging,
+    yaml_load,
+    yaml_save,
+)
+from utils.loggers import Loggers, print_mutation  # noqa: E402
+from utils.loss import ComputeLoss  # noqa: E402
+from utils.metrics import fitness  # noqa: E402
+from utils.torch_utils import (  # noqa: E402
+    EarlyStopping,
+    ModelEMA,
+    check_amp,
+    de_parallel,
+    init_seeds,
+    save_atomic,
+    select_device,
+    smart_DDP,
+    smart_optimizer,
+    strip_optimizer,
+    torch_distributed_zero_first,
+)
+
+
+def _plain(d: dict) -> dict:
+    """Options as plain YAML/pickle-safe values: Paths become strings."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+def load_model(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device):
+    """Model from cfg and/or a checkpoint: every checkpoint tensor whose name and shape match is transferred."""
+    if not weights:
+        return Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device), None
+    check_suffix(weights, ".pt")
+    ckpt = torch_safe_load(weights)  # weights_only with the project's allowlist: never runs pickled code
+    model = Model(cfg or deepcopy(ckpt["model"].yaml), ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+    exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []  # the cfg's anchors win
+    csd = intersect_dicts(ckpt["model"].float().state_dict(), model.state_dict(), exclude=exclude)
+    model.load_state_dict(csd, strict=False)
+    LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}")
+    return model, ckpt
+
+
+def smart_resume(ckpt: dict, optimizer, ema: ModelEMA | None, weights: str, epochs: int, resume: bool):
+    """Restore optimizer, EMA and best fitness from a checkpoint; return (best_fitness, start_epoch, epochs)."""
+    best_fitness = 0.0
+    start_epoch = ckpt["epoch"] + 1
+    if ckpt.get("optimizer") is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        best_fitness = ckpt.get("best_fitness") or 0.0
+    if ema is not None and ckpt.get("ema") is not None:
+        ema.ema.load_state_dict(ckpt["ema"].float().state_dict())
+        ema.updates = ckpt["updates"]
+    if resume:
+        if start_epoch <= 0 or ckpt.get("optimizer") is None:
+            raise ValueError(f"{weights} is a finished (stripped) checkpoint, nothing to resume. Start a new training "
+                             f"from it without --resume, i.e. python train.py --weights {weights}")
+        LOGGER.info(f"Resuming training from {weights} from epoch {start_epoch} to {epochs} total epochs")
+    if epochs < start_epoch:  # fine-tuning a checkpoint for --epochs more epochs
+        LOGGER.info(f"{weights} has been trained for {ckpt['epoch']} epochs. Fine-tuning for {epochs} more epochs.")
+        epochs += ckpt["epoch"]
+    return best_fitness, start_epoch, epochs
+
+
+def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks):
+    """Train one model; returns the final validation results (P, R, mAP50, mAP50-95, box, obj, cls losses)."""
+    save_dir, epochs, batch_size, weights, single_cls, evolve, data, cfg, resume, noval, nosave, workers, freeze = (
+        Path(opt.save_dir), opt.epochs, opt.batch_size, opt.weights, opt.single_cls, opt.evolve, opt.data, opt.cfg,
+        opt.resume, opt.noval, opt.nosave, opt.workers, opt.freeze)
+    callbacks.run("on_pretrain_routine_start")
+
+    w = save_dir / "weights"
+    last, best = w / "last.pt", w / "best.pt"
+    hyp = yaml_load(hyp) if isinstance(hyp, (str, Path)) else dict(hyp)
+    LOGGER.info(colorstr("hyperparameters: ") + ", ".join(f"{k}={v}" for k, v in hyp.items()))
+    opt.hyp = hyp.copy()  # saved with the options, so a resumed run uses the same values
+    if RANK in {-1, 0}:  # only rank 0 writes to the run folder
+        (w.parent if evolve else w).mkdir(parents=True, exist_ok=True)
+        if not evolve:
+            yaml_save(save_dir / "hyp.yaml", hyp)
+            yaml_save(save_dir / "opt.yaml", _plain(vars(opt)))
+
+    plots = not evolve and not opt.noplots
+    if RANK in {-1, 0}:
+        loggers = Loggers(save_dir, opt, hyp)
+        loggers.plots = plots
+        loggers.register(callbacks)
+
+    cuda = device.type == "cuda"
+    init_seeds(opt.seed + 1 + RANK, deterministic=True)
+    with torch_distributed_zero_first(LOCAL_RANK):  # rank 0 generates or checks the dataset first
+        data_dict = check_dataset(data)
+    train_path, val_path = data_dict["train"], data_dict["val"]
+    nc = 1 if single_cls else int(data_dict["nc"])
+    names = {0: "item"} if single_cls and len(data_dict["names"]) != 1 else data_dict["names"]
+    is_coco = isinstance(val_path, str) and val_path.endswith("coco/val2017.txt")
+
+    model, ckpt = load_model(weights, cfg, nc, hyp, resume, device)
+    amp = check_amp(model)
+
+    # Freeze the first N layers (or the listed layer indices)
+    freeze = [f"model.{x}." for x in (freeze if len(freeze) > 1 else range(freeze[0]))]
+    for k, v in model.named_parameters():
+        v.requires_grad = True
+        if any(x in k for x in freeze):
+            LOGGER.info(f"freezing {k}")
+            v.requires_grad = False
+
+    gs = max(int(model.stride.max()), 32)  # grid size (max stride)
+    imgsz = check_img_size(opt.imgsz, gs, floor=gs * 2)
+    if batch_size == -1:
+        LOGGER.warning("WARNING AutoBatch is not available in this project, using --batch-size 16")
+        batch_size = 16
+
+    # Optimizer: weight decay follows the nominal batch size, reached by accumulating gradients
+    nbs = 64
+    accumulate = max(round(nbs / batch_size), 1)
+    hyp["weight_decay"] *= batch_size * accumulate / nbs
+    optimizer = smart_optimizer(model, opt.optimizer, hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
+    if opt.cos_lr:
+        lf = one_cycle(1, hyp["lrf"], epochs)
+    else:
+        lf = lambda x: (1 - x / epochs) * (1.0 - hyp["lrf"]) + hyp["lrf"]  # linear
+    scheduler = lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
+    ema = ModelEMA(model) if RANK in {-1, 0} else None
+
+    best_fitness, start_epoch = 0.0, 0
+    if ckpt is not None:
+        if resume:
+            best_fitness, start_epoch, epochs = smart_resume(ckpt, optimizer, ema, weights, epochs, resume)
+        del ckpt
+
+    if cuda and RANK == -1 and torch.cuda.device_count() > 1:
+        LOGGER.warning("WARNING DataParallel is not recommended, use torchrun for multi-GPU DDP training")
+        model = nn.DataParallel(model)
+    if opt.sync_bn and cuda and RANK != -1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
+        LOGGER.info("Using SyncBatchNorm()")
+    elif opt.sync_bn:
+        LOGGER.warning("WARNING --sync-bn only applies to DDP training on CUDA, ignoring it")
+
+    train_loader, dataset = create_dataloader(
+        train_path, imgsz, batch_size // WORLD_SIZE, gs, single_cls, hyp=hyp, augment=True,
+        cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=workers,
+        image_weights=opt.image_weights, quad=opt.quad, prefix=colorstr("train: "), shuffle=True, seed=opt.seed, nc=nc)
+    labels = np.concatenate(dataset.labels, 0)
+
+    if RANK in {-1, 0}:
+        val_loader = create_dataloader(
+            val_path, imgsz, batch_size // WORLD_SIZE * 2, gs, single_cls, hyp=hyp, cache=None if noval else opt.cache,
+            rect=True, rank=-1, workers=workers * 2, pad=0.5, prefix=colorstr("val: "), nc=nc)[0]
+        if not resume:
+            if not opt.noautoanchor:
+                check_anchors(dataset, model=model, thr=hyp["anchor_t"], imgsz=imgsz)
+            model.half().float()  # round anchors to FP16 now, so the FP16 checkpoints hold exactly these
+            callbacks.run("on_pretrain_routine_end", labels, names)
+
+    if RANK != -1:
+        model = smart_DDP(model)  # also broadcasts rank 0's parameters and buffers (e.g. evolved anchors)
+
+    # Loss gains follow the number of detection layers, classes and image size
+    m = de_parallel(model)
+    nl = m.model[-1].nl
+    hyp["box"] *= 3 / nl
+    hyp["cls"] *= nc / 80 * 3 / nl
+    hyp["obj"] *= (imgsz / 640) ** 2 * 3 / nl
+    hyp["label_smoothing"] = opt.label_smoothing
+    m.nc, m.hyp, m.names = nc, hyp, names
+    m.class_weights = labels_to_class_weights(dataset.labels, nc).to(device) * nc
+
+    t0 = time.time()
+    nb = len(train_loader)
+    nw = max(round(hyp["warmup_epochs"] * nb), 100)  # warmup iterations
+    last_opt_step = -1
+    maps = np.zeros(nc)
+    results = (0, 0, 0, 0, 0, 0, 0)  # P, R, mAP50, mAP50-95, val box, obj, cls
+    scheduler.last_epoch = start_epoch - 1
+    scaler = torch.amp.GradScaler("cuda", enabled=amp) if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler") \
+        else torch.cuda.amp.GradScaler(enabled=amp)
+    stopper, stop = EarlyStopping(patience=opt.patience), False
+    compute_loss = ComputeLoss(model)
+    callbacks.run("on_train_start")
+    LOGGER.info(f"Image sizes {imgsz} train, {imgsz} val\n"
+                f"Using {train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
+                f"Logging results to {colorstr('bold', save_dir)}\n"
+                f"Starting training for {epochs} epochs...")
+    epoch = start_epoch
+    for epoch in range(start_epoch, epochs):
+        callbacks.run("on_train_epoch_start")
+        model.train()
+        if opt.image_weights:  # sample images holding poorly detected classes more often
+            cw = m.class_weights.cpu().numpy() * (1 - maps) ** 2 / nc
+            iw = labels_to_image_weights(dataset.labels, nc=nc, class_weights=cw)
+            dataset.indices = random.choices(range(len(dataset)), weights=iw, k=len(dataset))
+        mloss = torch.zeros(3, device=device)
+        if RANK != -1:
+            train_loader.sampler.set_epoch(epoch)
+        pbar = enumerate(train_loader)
+        LOGGER.info(("\n" + "%11s" * 7) % ("Epoch", "GPU_mem", "box_loss", "obj_loss", "cls_loss", "Instances", "Size"))
+        if RANK in {-1, 0}:
+            pbar = tqdm(pbar, total=nb, bar_format=TQDM_BAR_FORMAT)
+        optimizer.zero_grad()
+        for i, (imgs, targets, paths, _) in pbar:
+            callbacks.run("on_train_batch_start")
+            ni = i + nb * epoch  # batches since the start of training
+            imgs = imgs.to(device, non_blocking=True).float() / 255
+
+            if ni <= nw:  # warmup: lr from 0 (biases: from warmup_bias_lr), momentum from warmup_momentum
+                xi = [0, nw]
+                accumulate = max(1, np.interp(ni, xi, [1, nbs / batch_size]).round())
+                for j, x in enumerate(optimizer.param_groups):
+                    x["lr"] = np.interp(ni, xi, [hyp["warmup_bias_lr"] if j == 0 else 0.0, x["initial_lr"] * lf(epoch)])
+                    if "momentum" in x:
+                        x["momentum"] = np.interp(ni, xi, [hyp["warmup_momentum"], hyp["momentum"]])
+
+            if opt.multi_scale:  # a random size in [0.5, 1.5] x imgsz, a multiple of the stride
+                sz = random.randrange(int(imgsz * 0.5), int(imgsz * 1.5) + gs) // gs * gs
+                sf = sz / max(imgs.shape[2:])
+                if sf != 1:
+                    ns = [math.ceil(x * sf / gs) * gs for x in imgs.shape[2:]]
+                    imgs = nn.functional.interpolate(imgs, size=ns, mode="bilinear", align_corners=False)
+
+            with torch.autocast(device_type=device.type, enabled=amp):
+                pred = model(imgs)
+                loss, loss_items = compute_loss(pred, targets.to(device))
+                if RANK != -1:
+                    loss *= WORLD_SIZE  # DDP averages gradients over ranks; the loss is a per-device sum
+                if opt.quad:
+                    loss *= 4.0
+
+            scaler.scale(loss).backward()
+            if ni - last_opt_step >= accumulate:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad()
+                if ema:
+                    ema.update(model)
+                last_opt_step = ni
+
+            if RANK in {-1, 0}:
+                mloss = (mloss * i + loss_items) / (i + 1)
+                mem = f"{torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0:.3g}G"
+                pbar.set_description(("%11s" * 2 + "%11.4g" * 5) % (
+                    f"{epoch}/{epochs - 1}", mem, *mloss, targets.shape[0], imgs.shape[-1]))
+                callbacks.run("on_train_batch_end", model, ni, imgs, targets, paths, list(mloss))
+                if callbacks.stop_training:
+                    return results
+
+        lr = [x["lr"] for x in optimizer.param_groups]  # for the loggers
+        scheduler.step()
+
+        if RANK in {-1, 0}:
+            callbacks.run("on_train_epoch_end", epoch=epoch)
+            ema.update_attr(model, include=["yaml", "nc", "hyp", "names", "stride", "class_weights"])
+            final_epoch = (epoch + 1 == epochs) or stopper.possible_stop
+            if not noval or final_epoch:
+                results, maps, _ = validate.run(
+                    data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, half=amp, model=ema.ema,
+                    single_cls=single_cls, dataloader=val_loader, save_dir=save_dir, plots=False,
+                    callbacks=callbacks, compute_loss=compute_loss)
+                ema.ema.float()  # validation may have cast it to FP16; the average must stay FP32
+
+            fi = fitness(np.array(results).reshape(1, -1))  # weighted mAP50 and mAP50-95
+            stop = stopper(epoch=epoch, fitness=fi)
+            if fi > best_fitness:
+                best_fitness = fi
+            log_vals = [float(x) for x in mloss] + list(results) + lr
+            callbacks.run("on_fit_epoch_end", log_vals, epoch, best_fitness, fi)
+
+            if (not nosave) or (final_epoch and not evolve):
+                ckpt = {
+                    "epoch": epoch,
+                    "best_fitness": float(best_fitness),
+                    "model": deepcopy(de_parallel(model)).half(),
+                    "ema": deepcopy(ema.ema).half(),
+                    "updates": ema.updates,
+                    "optimizer": optimizer.state_dict(),
+                    "opt": _plain(vars(opt)),
+                    "git": None,
+                    "date": datetime.now().isoformat(),
+                }
+                save_atomic(ckpt, last)
+                if best_fitness == fi:
+                    save_atomic(ckpt, best)
+                if opt.save_period > 0 and epoch % opt.save_period == 0:
+                    save_atomic(ckpt, w / f"epoch{epoch}.pt")
+                del ckpt
+                callbacks.run("on_model_save", last, epoch, final_epoch, best_fitness, fi)
+
+        if RANK != -1:  # every rank learns whether rank 0 stopped early; this also keeps the ranks in step
+            broadcast_list = [stop if RANK == 0 else None]
+            dist.broadcast_object_list(broadcast_list, 0)
+            stop = broadcast_list[0]
+        if stop:
+            break
+
+    if RANK in {-1, 0}:
+        LOGGER.info(f"\n{epoch - start_epoch + 1} epochs completed in {(time.time() - t0) / 3600:.3f} hours.")
+        for f in last, best:
+            if f.exists():
+                strip_optimizer(f)
+                if f is best:
+                    LOGGER.info(f"\nValidating {f}...")
+                    results, _, _ = validate.run(
+                        data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
+                        model=attempt_load(f, device).half(), iou_thres=0.65 if is_coco else 0.60,
+                        single_cls=single_cls, dataloader=val_loader, save_dir=save_dir, save_json=is_coco,
+                        verbose=True, plots=plots, callbacks=callbacks, compute_loss=compute_loss)
+        callbacks.run("on_train_end", last, best, epoch, results)
+        if best.exists():
+            LOGGER.info(f"\nBest weights: {best}\n"
+                        f"Validate:  python val.py --weights {best} --data {data} --img {imgsz}\n"
+                        f"Predict:   python detect.py --weights {best} --source data/images --img {imgsz}\n"
+                        f"Export:    python export.py --weights {best} --include onnx --img {imgsz}")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return results
+
+
+# Hyperparameter evolution: (mutation scale 0-1, lower limit, upper limit) per hyperparameter
+EVOLVE_META = {
+    "lr0": (1, 1e-5, 1e-1),
+    "lrf": (1, 0.01, 1.0),
+    "momentum": (0.3, 0.6, 0.98),
+    "weight_decay": (1, 0.0, 0.001),
+    "warmup_epochs": (1, 0.0, 5.0),
+    "warmup_momentum": (1, 0.0, 0.95),
+    "warmup_bias_lr": (1, 0.0, 0.2),
+    "box": (1, 0.02, 0.2),
+    "cls": (1, 0.2, 4.0),
+    "cls_pw": (1, 0.5, 2.0),
+    "obj": (1, 0.2, 4.0),
+    "obj_pw": (1, 0.5, 2.0),
+    "iou_t": (0, 0.1, 0.7),
+    "anchor_t": (1, 2.0, 8.0),
+    "anchors": (2, 2.0, 10.0),
+    "fl_gamma": (0, 0.0, 2.0),
+    "hsv_h": (1, 0.0, 0.1),
+    "hsv_s": (1, 0.0, 0.9),
+    "hsv_v": (1, 0.0, 0.9),
+    "degrees": (1, 0.0, 45.0),
+    "translate": (1, 0.0, 0.9),
+    "scale": (1, 0.0, 0.9),
+    "shear": (1, 0.0, 10.0),
+    "perspective": (0, 0.0, 0.001),
+    "flipud": (1, 0.0, 1.0),
+    "fliplr": (0, 0.0, 1.0),
+    "mosaic": (1, 0.0, 1.0),
+    "mixup": (1, 0.0, 1.0),
+    "copy_paste": (1, 0.0, 1.0),
+}
+EVOLVE_RESULT_KEYS = ("metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
+                      "val/box_loss", "val/obj_loss", "val/cls_loss")
+
+
+def mutate_hyp(hyp: dict, meta: dict, evolve_csv: Path, rng: np.random.Generator) -> dict:
+    """A new hyp: the fittest of the generations so far (top 5, fitness-weighted pick), randomly mutated, clipped."""
+    hyp = dict(hyp)
+    keys = [k for k in meta if k in hyp]
+    if evolve_csv.exists():
+        x = np.loadtxt(evolve_csv, ndmin=2, delimiter=",", skiprows=1)
+        cols = [c.strip() for c in evolve_csv.read_text().splitlines()[0].split(",")]
+        n = min(5, len(x))
+        x = x[np.argsort(-fitness(x))][:n]
+        w = fitness(x) - fitness(x).min() + 1e-6
+        parent = x[rng.choice(n, p=w / w.sum())]
+        for k in keys:
+            if k in cols:
+                hyp[k] = float(parent[cols.index(k)])
+        mp, s = 0.8, 0.2  # mutation probability, sigma
+        g = np.array([meta[k][0] for k in keys])  # per-key mutation scale
+        v = np.ones(len(keys))
+        while all(v == 1):  # mutate until something changes
+            mutate = (rng.random(len(keys)) < mp) * rng.standard_normal(len(keys)) * rng.random() * s
+            v = (g * mutate + 1).clip(0.3, 3.0)
+        for k, vi in zip(keys, v):
+            hyp[k] = hyp[k] * vi
+    for k in keys:
+        hyp[k] = round(min(max(hyp[k], meta[k][1]), meta[k][2]), 5)
+    return hyp
+
+
+def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options, as YOLOv5 v7.0 train.py (defaults: --data shapes.yaml, --weights '')."""
+    parser = argparse.ArgumentParser(description="Train a YOLOv5 model")
+    parser.add_argument("--weights", type=str, default="", help="initial weights path ('' to train from --cfg)")
+    parser.add_argument("--cfg", type=str, default="", help="model.yaml path")
+    parser.add_argument("--data", type=str, default="shapes.yaml", help="dataset.yaml path")
+    parser.add_argument("--hyp", type=str, default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"),
+                        help="hyperparameters path")
+    parser.add_argument("--epochs", type=int, default=100, help="total training epochs")
+    parser.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs, -1 for autobatch")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="train, val image size (pixels)")
+    parser.add_argument("--rect", action="store_true", help="rectangular training")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, help="resume most recent training")
+    parser.add_argument("--nosave", action="store_true", help="only save final checkpoint")
+    parser.add_argument("--noval", action="store_true", help="only validate final epoch")
+    parser.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
+    parser.add_argument("--noplots", action="store_true", help="save no plot files")
+    parser.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters for x generations")
+    parser.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
+    parser.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
+    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
+    parser.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
+    parser.add_argument("--optimizer", type=str, choices=["SGD", "Adam", "AdamW"], default="SGD", help="optimizer")
+    parser.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
+    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
+    parser.add_argument("--project", default=str(ROOT / "runs/train"), help="save to project/name")
+    parser.add_argument("--name", default="exp", help="save to project/name")
+    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    parser.add_argument("--quad", action="store_true", help="quad dataloader")
+    parser.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="Label smoothing epsilon")
+    parser.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
+    parser.add_argument("--freeze", nargs="+", type=int, default=[0], help="Freeze layers: backbone=10, first3=0 1 2")
+    parser.add_argument("--save-period", type=int, default=-1, help="Save checkpoint every x epochs (disabled if < 1)")
+    parser.add_argument("--seed", type=int, default=0, help="Global training seed")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="Automatic DDP Multi-GPU argument")
+    return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
+
+
+def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
+    """The options of the run being resumed (from its opt.yaml), pointed at its last.pt and run folder."""
+    last = opt.resume if isinstance(opt.resume, str) else get_latest_run(Path(opt.project).parent)
+    if not last:
+        raise FileNotFoundError(f"--resume: no last.pt found under {Path(opt.project).parent}; pass a path")
+    last = Path(check_file(last))
+    ckpt = torch_safe_load(last)
+    if ckpt.get("optimizer") is None or ckpt.get("epoch", -1) < 0:  # checked before anything is written
+        raise ValueError(f"{last} is a finished (stripped) checkpoint, nothing to resume. Start a new training "
+                         f"from it without --resume, i.e. python train.py --weights {last}")
+    opt_yaml = last.parent.parent / "opt.yaml"
+    d = yaml_load(opt_yaml) if opt_yaml.is_file() else ckpt["opt"]
+    del ckpt
+    new = argparse.Namespace(**{**vars(parse_opt(known=True, argv=[])), **d})  # options added since keep defaults
+    new.cfg, new.weights, new.resume = "", str(last), True
+    new.save_dir = str(last.parent.parent)  # the run folder may have moved since it was written
+    new.local_rank = opt.local_rank
+    return new
+
+
+def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> None:
+    """Check options, set up DDP when launched by torchrun, then train (or evolve hyperparameters)."""
+    callbacks = callbacks or Callbacks()
+    if RANK in {-1, 0}:
+        LOGGER.info(colorstr("train: ") + ", ".join(f"{k}={v}" for k, v in vars(opt).items()))
+
+    if opt.resume and not opt.evolve:
+        opt = resume_options(opt)
+    else:
+        opt.data, opt.cfg, opt.weights, opt.project = check_file(opt.data), check_yaml(opt.cfg) if opt.cfg else "", \
+            str(opt.weights), str(opt.project)
+        if not isinstance(opt.hyp, dict):
+            opt.hyp = check_yaml(opt.hyp)
+        if not (opt.cfg or opt.weights):
+            raise ValueError("either --cfg or --weights must be specified")
+        if opt.evolve:
+            if opt.project == str(ROOT / "runs/train"):
+                opt.project = str(ROOT / "runs/evolve")
+            opt.exist_ok, opt.resume = opt.resume, False  # --resume with --evolve means: reuse the evolve folder
+        if opt.name == "cfg":
+            opt.name = Path(opt.cfg).stem
+        opt.save_dir = str(increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok))
+
+    device = select_device(opt.device, batch_size=opt.batch_size)
+    if LOCAL_RANK != -1:
+        msg = "is not compatible with YOLOv5 DDP training"
+        if opt.image_weights:
+            raise ValueError(f"--image-weights {msg}")
+        if opt.evolve:
+            raise ValueError(f"--evolve {msg}")
+        if opt.batch_size == -1:
+            raise ValueError(f"AutoBatch with --batch-size -1 {msg}, please pass a valid --batch-size")
+        if opt.batch_size % WORLD_SIZE:
+            raise ValueError(f"--batch-size {opt.batch_size} must be a multiple of WORLD_SIZE {WORLD_SIZE}")
+        if device.type == "cuda":
+            if torch.cuda.device_count() <= LOCAL_RANK:
+                raise ValueError("insufficient CUDA devices for DDP command")
+            torch.cuda.set_device(LOCAL_RANK)
+            device = torch.device("cuda", LOCAL_RANK)
+        backend = "nccl" if dist.is_nccl_available() and device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=10800))
+        per_rank = opt.batch_size // WORLD_SIZE
+        if RANK == 0:
+            LOGGER.info(f"DDP: {WORLD_SIZE} processes, backend {backend}, batch {per_rank} per rank")
+
+    try:
+        if not opt.evolve:
+            train(opt.hyp, opt, device, callbacks)
+        else:
+            evolve(opt, device)
+    finally:
+        if WORLD_SIZE > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def evolve(opt: argparse.Namespace, device: torch.device) -> None:
+    """Genetic hyperparameter evolution: train opt.evolve generations, each from a mutation of the best so far."""
+    hyp = yaml_load(opt.hyp) if not isinstance(opt.hyp, dict) else dict(opt.hyp)
+    meta = dict(EVOLVE_META)
+    if "anchors" not in hyp:
+        hyp["anchors"] = 3
+    if opt.noautoanchor:
+        del hyp["anchors"], meta["anchors"]
+    opt.noval, opt.nosave, save_dir = True, True, Path(opt.save_dir)  # only the final epoch is validated
+    save_dir.mkdir(parents=True, exist_ok=True)
+    evolve_csv = save_dir / "evolve.csv"
+    rng = np.random.default_rng(opt.seed + int(time.time()))
+    for _ in range(opt.evolve):
+        hyp = mutate_hyp(hyp, meta, evolve_csv, rng)
+        results = train(hyp.copy(), opt, device, Callbacks())
+        print_mutation(EVOLVE_RESULT_KEYS, results, {k: hyp[k] for k in meta if k in hyp}, save_dir)
+    LOGGER.info(f"Hyperparameter evolution finished {opt.evolve} generations\n"
+                f"Results saved to {colorstr('bold', save_dir)}\n"
+                f"Usage example: $ python train.py --hyp {save_dir / 'hyp_evolve.yaml'}")
+
+
+def run(**kwargs) -> argparse.Namespace:
+    """Train from Python: run(data='shapes.yaml', cfg='yolov5n-csppc.yaml', imgsz=320, epochs=10)."""
+    opt = parse_opt(known=True, argv=[])
+    for k, v in kwargs.items():
+        setattr(opt, k, v)
+    main(opt)
+    return opt
+
+
+if __name__ == "__main__":
+    set_logging()
+    main(parse_opt())
