@@ -52,7 +52,8 @@ def base_args(data: str, project: Path, **kw) -> dict:
 def cli(args: dict) -> list[str]:
     out = []
     for k, v in args.items():
-        out += [f"--{k.replace('_', '-')}", str(v)]
+        flag = f"--{k.replace('_', '-')}"
+        out += [flag] if v is True else [flag, *map(str, v)] if isinstance(v, list) else [flag, str(v)]
     return out
 
 
@@ -248,7 +249,7 @@ def test_class_and_image_weights():
     labels = [np.array([[0, 0.5, 0.5, 0.1, 0.1], [0, 0.2, 0.2, 0.1, 0.1]]), np.array([[1, 0.5, 0.5, 0.1, 0.1]]),
               np.zeros((0, 5))]
     w = labels_to_class_weights(labels, nc=3)
-    assert w.tolist() == pytest.approx([0.5 / 3.5, 1 / 3.5, 2 / 3.5])  # 1/2, 1/1, absent class counts as 1
+    assert w.tolist() == pytest.approx([0.5 / 2.5, 1 / 2.5, 1 / 2.5])  # 1/2, 1/1, and an absent class counts as 1
     iw = labels_to_image_weights(labels, nc=3, class_weights=np.array([1.0, 10.0, 100.0]))
     assert iw.tolist() == [2.0, 10.0, 0.0]
 

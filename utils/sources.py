@@ -145,9 +145,8 @@ class LoadImages:
             LOGGER.warning(f"WARNING skipping {path}: OpenCV could not open it as a video")
             self._next_file()
             return None
-        for _ in range(self.vid_stride - 1):
-            self.cap.grab()
-        ok, frame = self.cap.retrieve() if self.vid_stride > 1 else self.cap.read()
+        ok = all(self.cap.grab() for _ in range(self.vid_stride))  # keep every vid_stride-th frame
+        ok, frame = self.cap.retrieve() if ok else (False, None)
         if not ok:
             self.cap.release()
             self._next_file()
