@@ -30,6 +30,7 @@ from utils.general import (
     LOGGER,
     ROOT,
     check_img_size,
+    check_imshow,
     colorstr,
     increment_path,
     non_max_suppression,
@@ -112,6 +113,7 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
     model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, fp16=half)
     stride, names, pt = model.stride, model.names, model.pt
     imgsz = check_img_size(list(imgsz) * (2 if len(imgsz) == 1 else 1), s=stride)
+    view_img = view_img and check_imshow(warn=True)
     if (augment or visualize) and not pt:
         LOGGER.warning(f"WARNING --augment and --visualize need a PyTorch .pt model; ignored for {weights}")
         augment = visualize = False

@@ -23,6 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -128,8 +129,6 @@ def check_image(shape: tuple[int, ...]) -> tuple[torch.Tensor, str]:
     """A real image from data/images, letterboxed to the export shape and batched; noise when there is none."""
     h, w = shape[2:]
     files = sorted(p for p in (ROOT / "data" / "images").glob("*.*") if p.suffix[1:].lower() in IMG_FORMATS)
-    import cv2
-
     im0 = cv2.imread(str(files[0])) if files else None
     if im0 is None:
         LOGGER.warning("WARNING no image in data/images to check exports on; using random noise")
@@ -158,6 +157,8 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         simplify: bool = False, opset: int = 17, verbose: bool = False, **kwargs) -> list[str]:
     """Export weights to each format in include; returns the written paths."""
     t0 = time.time()
+    if kwargs:  # YOLOv5 options for formats this project does not export (int8, keras, nms, workspace ...)
+        LOGGER.warning(f"WARNING export options not used by the supported formats, ignored: {', '.join(kwargs)}")
     include = [x.lower() for x in include]
     for x in include:
         fmt = format_of(x)  # KeyError naming the known formats for a misspelt one

@@ -318,7 +318,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
                     callbacks=callbacks, compute_loss=compute_loss)
                 ema.ema.float()  # validation may have cast it to FP16; the average must stay FP32
 
-            fi = fitness(np.array(results).reshape(1, -1))  # weighted mAP50 and mAP50-95
+            fi = float(fitness(np.array(results).reshape(1, -1))[0])  # weighted mAP50 and mAP50-95
             stop = stopper(epoch=epoch, fitness=fi)
             if fi > best_fitness:
                 best_fitness = fi

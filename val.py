@@ -10,6 +10,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -135,6 +136,12 @@ def coco_evaluate(jdict: list, pred_json: Path, data: dict, image_files: list[st
     return ev.stats[0], ev.stats[1]
 
 
+def _set_precision(model: torch.nn.Module, half: bool) -> None:
+    """Convert weights to FP16 or FP32 as ordinary tensors, even inside inference mode: train.py keeps using them."""
+    with torch.inference_mode(False) if hasattr(torch, "inference_mode") else contextlib.nullcontext():
+        model.half() if half else model.float()
+
+
 def _model_nc(model) -> int | None:
     """Class count of a loaded PyTorch model: its nc attribute (YOLOv5 training sets it) or its Detect head's."""
     nc = getattr(model, "nc", None)
@@ -179,7 +186,7 @@ def run(
     if training:  # called by train.py with the live model and loader
         device, pt, jit = next(model.parameters()).device, True, False
         half &= device.type != "cpu"  # half precision only on CUDA
-        model.half() if half else model.float()
+        _set_precision(model, half)
     else:
         device = select_device(device, batch_size=batch_size)
         save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
@@ -326,7 +333,7 @@ def run(
         if result is not None:
             map, map50 = result  # COCOeval's figures replace ours, as in YOLOv5
 
-    model.float()  # for training
+    _set_precision(model, False)  # back to FP32 for training
     if not training:
         n = len(list(save_dir.glob("labels/*.txt")))
         s = f"\n{n} labels saved to {save_dir / 'labels'}" if save_txt else ""

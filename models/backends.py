@@ -16,7 +16,16 @@ import torch.nn as nn
 from models.experimental import attempt_load
 from utils.augmentations import letterbox
 from utils.export_formats import FORMATS, model_type
-from utils.general import LOGGER, increment_path, make_divisible, non_max_suppression, scale_boxes, xyxy2xywh, yaml_load
+from utils.general import (
+    LOGGER,
+    check_imshow,
+    increment_path,
+    make_divisible,
+    non_max_suppression,
+    scale_boxes,
+    xyxy2xywh,
+    yaml_load,
+)
 from utils.plots import Annotator, colors, save_one_box
 from utils.sources import is_url, load_image_url
 from utils.torch_utils import time_sync
@@ -48,7 +57,9 @@ class DetectMultiBackend(nn.Module):
             raise ValueError(f"{w}: unknown model format; expected .pt, .torchscript, .onnx or *_openvino_model/")
         if not Path(w).exists():
             raise FileNotFoundError(f"weights not found: {w}")
-        fp16 &= (pt or jit or onnx) and device.type != "cpu"  # FP16 inference is a GPU feature
+        if fp16 and device.type == "cpu":
+            LOGGER.warning("WARNING FP16 (--half) inference needs a GPU; running FP32 on CPU")
+        fp16 &= (pt or jit or onnx) and device.type != "cpu"
         stride, names, meta = 32, None, {}
 
         if pt:
@@ -227,6 +238,8 @@ class AutoShape(nn.Module):
             shape1.append([int(y * g) for y in im.shape[:2]])
             ims[i] = im
         shape1 = [make_divisible(x, self.stride) for x in np.array(shape1).max(0)]  # one batch shape for all
+        if not self.pt:  # exported models were traced at one square shape: fill it
+            shape1 = [make_divisible(x, self.stride) for x in size]
         x = np.stack([letterbox(im, shape1, auto=False)[0] for im in ims]).transpose((0, 3, 1, 2))
         x = torch.from_numpy(np.ascontiguousarray(x)).to(p.device).type_as(p) / 255
         t.append(time_sync())
@@ -314,6 +327,8 @@ class Detections:
 
     def show(self, labels: bool = True) -> None:
         """Display the annotated images in OpenCV windows (press a key for the next)."""
+        if not check_imshow(warn=True):
+            return
         for i, f in enumerate(self.files):
             cv2.imshow(f, self._annotated(i, labels)[..., ::-1])
             cv2.waitKey(0)

@@ -11,8 +11,13 @@ from PIL import Image
 import export
 from models.backends import AutoShape, Detections, DetectMultiBackend
 from tests.conftest import FIXTURES
-from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
+from tests.fixtures.inference import NAMES, make_checkpoint, one_thread, shapes_image
 from utils.general import non_max_suppression, scale_boxes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_thread()
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +88,7 @@ def test_autoshape_same_detections_from_every_input_type(autoshape, tmp_path):
     with torch.no_grad():
         direct = non_max_suppression(autoshape.model(x), 0.3, 0.45, max_det=1000)[0]
     scale_boxes((160, 160), direct[:, :4], (160, 160))  # same shape, so this only clips to the image
-    torch.testing.assert_close(ref, direct)
+    torch.testing.assert_close(ref, direct, atol=1e-3, rtol=1e-5)  # batch of 4 vs 1: float rounding only
 
 
 def test_detections_formats_pandas_and_text(autoshape):

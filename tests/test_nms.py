@@ -112,3 +112,16 @@ def test_matches_greedy_reference_on_random_boxes(seed):
     got = sorted(zip(out[:, 4].numpy().astype(np.float64).round(5), out[:, 5].numpy().astype(int)))
     assert len(got) == len(expected) > 10
     assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_cap_keeps_the_most_confident_pairs():
+    # 400 disjoint boxes x 80 classes = 32000 (box, class) pairs above threshold, more than the 30000 NMS takes;
+    # nothing overlaps within a class, so exactly the 30000 most confident pairs must come out
+    g = torch.Generator().manual_seed(0)
+    xy = torch.stack(torch.meshgrid(torch.arange(20), torch.arange(20), indexing="ij"), -1).reshape(-1, 2) * 20.0 + 10
+    p = torch.cat((xy, torch.full((400, 2), 10.0), torch.ones(400, 1), torch.rand(400, 80, generator=g) * 0.9 + 0.05),
+                  1)[None]
+    out = non_max_suppression(p, conf_thres=0.01, multi_label=True, max_det=40000)[0]
+    assert out.shape == (30000, 6)
+    expected = p[0, :, 5:].flatten().sort(descending=True).values[:30000]
+    assert torch.allclose(out[:, 4].sort(descending=True).values, expected)

@@ -33,6 +33,15 @@ IMAGES = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny inputs gain nothing from intra-op threads, and on a busy machine their spin-waits cost seconds."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_dataset(root: Path, images: dict = IMAGES, extra_labels: dict | None = None) -> Path:
     """Write images/val/*.png, labels/val/*.txt and data.yaml; returns the YAML path."""
     (root / "images" / "val").mkdir(parents=True)
@@ -97,8 +106,12 @@ def test_oracle_gives_exact_metrics_plots_and_callbacks(tmp_path):
     def compute_loss(train_out, targets):
         return torch.tensor(6.0), torch.tensor([1.0, 2.0, 3.0])
 
-    results, maps, times = val.run(data, batch_size=2, imgsz=128, model=Oracle(), dataloader=loader,
+    oracle = Oracle().half()  # as an FP16 EMA from AMP training would arrive
+    results, maps, times = val.run(data, batch_size=2, imgsz=128, model=oracle, dataloader=loader,
                                    save_dir=save_dir, callbacks=callbacks, compute_loss=compute_loss)
+    # handed back in FP32 as ordinary tensors (not inference-mode ones), so training can continue with it
+    assert oracle.w.dtype == torch.float32 and not oracle.w.is_inference()
+    (oracle.w * 2).sum().backward()
     p, r, map50, map50_95, *losses = results
     # red and green found exactly: AP 0.995 (YOLOv5's ceiling) at every IoU; blue never found: AP 0
     assert map50 == pytest.approx(2 * 0.995 / 3, abs=1e-6)

@@ -268,7 +268,14 @@ def non_max_suppression(prediction, conf_thres: float = 0.25, iou_thres: float =
         mask = x[:, mi:]
         if multi_label:  # one row per (box, class) pair above threshold
             i, j = (x[:, 5:mi] > conf_thres).nonzero(as_tuple=False).T
-            x = torch.cat((box[i], x[i, 5 + j, None], j[:, None].to(x.dtype), mask[i]), 1)
+            if classes is not None:  # before the cap below, so it never spends places on unwanted classes
+                wanted = (j[:, None] == torch.tensor(classes, device=j.device)).any(1)
+                i, j = i[wanted], j[wanted]
+            conf = x[i, 5 + j]
+            if conf.shape[0] > max_nms:  # keep the best pairs before building rows: cheaper than sorting them all
+                top = conf.topk(max_nms).indices
+                i, j, conf = i[top], j[top], conf[top]
+            x = torch.cat((box[i], conf[:, None], j[:, None].to(x.dtype), mask[i]), 1)
         else:  # best class only
             conf, j = x[:, 5:mi].max(1, keepdim=True)
             x = torch.cat((box, conf, j.to(x.dtype), mask), 1)[conf.view(-1) > conf_thres]
@@ -401,3 +408,25 @@ def get_latest_run(search_dir: str | Path = ".") -> str:
     """Path of the most recently written last*.pt under search_dir (for a bare --resume), or ''."""
     last_list = glob.glob(f"{search_dir}/**/last*.pt", recursive=True)
     return max(last_list, key=os.path.getmtime) if last_list else ""
+
+
+def check_imshow(warn: bool = False) -> bool:
+    """Whether OpenCV can open a window here; False on a headless machine (with a warning when warn)."""
+    import sys
+
+    import cv2  # only needed here
+
+    reason = ""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # OpenCV's Qt backend aborts the whole process, uncatchably, when there is no display to connect to
+        reason = "no display (DISPLAY is not set)"
+    else:
+        try:
+            cv2.imshow("test", np.zeros((8, 8, 3), dtype=np.uint8))
+            cv2.waitKey(1)
+            cv2.destroyAllWindows()
+        except cv2.error as e:
+            reason = str(e).strip().splitlines()[-1][:100]
+    if reason and warn:
+        LOGGER.warning(f"WARNING Environment does not support cv2.imshow(): {reason}")
+    return not reason

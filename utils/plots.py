@@ -282,7 +282,7 @@ def plot_val_study(file: str | Path = "study.csv", save: str | Path | None = Non
 def feature_visualization(x: torch.Tensor, module_type: str, stage: int, n: int = 32,
                           save_dir: Path = Path("runs/detect/exp")) -> Path | None:
     """Save the first n feature maps of image 0 of a module's output as a PNG grid (and the full map as .npy)."""
-    if "Detect" in module_type or x.ndim != 4:
+    if "Detect" in module_type or not isinstance(x, torch.Tensor) or x.ndim != 4:
         return None
     _, channels, height, width = x.shape
     if height <= 1 or width <= 1:
