@@ -10,7 +10,6 @@ Usage:
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 dependencies = ["torch", "yaml", "cv2", "numpy"]  # torch.hub checks these are importable
@@ -25,9 +24,7 @@ def _create(name: str, pretrained: bool = True, channels: int = 3, classes: int 
     from utils.general import LOGGER, ROOT, intersect_dicts, set_logging
     from utils.torch_utils import select_device
 
-    set_logging(verbose=verbose)
-    if not verbose:
-        LOGGER.setLevel(logging.WARNING)
+    set_logging(verbose=verbose)  # hub users get the project's log lines (results.print()) like the CLIs
     device = select_device(device if device is not None else "")
     path = Path(name)
     if path.suffix in (".pt", ".torchscript", ".onnx") or path.name.endswith("_openvino_model"):  # a checkpoint

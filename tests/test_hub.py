@@ -1,5 +1,7 @@
 """torch.hub.load on this repository, offline: custom checkpoints and models built from YAML."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,17 @@ from utils.general import ROOT
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     yield from one_thread()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger():
+    """hubconf configures the project logger (set_logging); put it back so later tests' caplog still sees it."""
+    logger = logging.getLogger("yolov5")
+    state = logger.level, logger.propagate, list(logger.handlers)
+    yield
+    logger.setLevel(state[0])
+    logger.propagate = state[1]
+    logger.handlers[:] = state[2]
 
 
 def test_custom_checkpoint_through_torch_hub(tmp_path):
