@@ -273,4 +273,5 @@ def main(opt: argparse.Namespace) -> list[str]:
 
 if __name__ == "__main__":
     set_logging()
-    main(parse_opt())
+    if not main(parse_opt()):
+        raise SystemExit(1)  # nothing was exported (only unsupported formats requested): say so to shells and CI

@@ -73,6 +73,7 @@ from utils.torch_utils import (  # noqa: E402
     select_device,
     smart_DDP,
     smart_optimizer,
+    smart_resume,
     strip_optimizer,
     torch_distributed_zero_first,
 )
@@ -95,27 +96,6 @@ def load_model(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device:
     model.load_state_dict(csd, strict=False)
     LOGGER.info(f"Transferred {len(csd)}/{len(model.state_dict())} items from {weights}")
     return model, ckpt
-
-
-def smart_resume(ckpt: dict, optimizer, ema: ModelEMA | None, weights: str, epochs: int, resume: bool):
-    """Restore optimizer, EMA and best fitness from a checkpoint; return (best_fitness, start_epoch, epochs)."""
-    best_fitness = 0.0
-    start_epoch = ckpt["epoch"] + 1
-    if ckpt.get("optimizer") is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        best_fitness = ckpt.get("best_fitness") or 0.0
-    if ema is not None and ckpt.get("ema") is not None:
-        ema.ema.load_state_dict(ckpt["ema"].float().state_dict())
-        ema.updates = ckpt["updates"]
-    if resume:
-        if start_epoch <= 0 or ckpt.get("optimizer") is None:
-            raise ValueError(f"{weights} is a finished (stripped) checkpoint, nothing to resume. Start a new training "
-                             f"from it without --resume, i.e. python train.py --weights {weights}")
-        LOGGER.info(f"Resuming training from {weights} from epoch {start_epoch} to {epochs} total epochs")
-    if epochs < start_epoch:  # fine-tuning a checkpoint for --epochs more epochs
-        LOGGER.info(f"{weights} has been trained for {ckpt['epoch']} epochs. Fine-tuning for {epochs} more epochs.")
-        epochs += ckpt["epoch"]
-    return best_fitness, start_epoch, epochs
 
 
 def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks):

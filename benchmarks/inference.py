@@ -3,18 +3,24 @@
 Each round times one forward pass of every (model, runtime) pair in turn, so drifts in machine load hit all pairs
 alike; the median over rounds is reported. Weights are random: speed does not depend on their values.
 
+On a machine shared with other jobs, spinning OpenMP threads fight them for cores (a 2-thread PyTorch forward
+pass measured 8x slower than 1-thread); OMP_WAIT_POLICY=PASSIVE makes both runtimes' idle threads sleep instead.
+
 Usage:
     python benchmarks/inference.py                                  # yolov5n and yolov5n-csppc, 640 px, 2 threads
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/inference.py          # on a busy machine
     python benchmarks/inference.py --cfg yolov5s.yaml yolov5s-csppc.yaml --imgsz 320 --threads 4 --runs 100
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +33,11 @@ from export import export_onnx  # noqa: E402
 from models.yolo import Detect, DetectionModel  # noqa: E402
 from utils.general import LOGGER, set_logging  # noqa: E402
 from utils.torch_utils import get_flops  # noqa: E402
+
+
+def passive_wait() -> bool:
+    """OMP_WAIT_POLICY=PASSIVE: idle threads sleep rather than spin (fairer on a machine shared with other jobs)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
 
 
 def build(cfg: str, imgsz: int, batch_size: int, workdir: Path, threads: int):
@@ -46,6 +57,8 @@ def build(cfg: str, imgsz: int, batch_size: int, workdir: Path, threads: int):
                     metadata={"stride": 32, "names": model.names})
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    if passive_wait():  # idle ONNX Runtime workers sleep instead of spinning, as OpenMP's do under this policy
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(f), options, providers=["CPUExecutionProvider"])
     params = sum(p.numel() for p in model.parameters())
     return model, session, im, params, gflops
@@ -75,7 +88,10 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), imgsz: in
                     if r >= warmup:
                         times[i].append((time.perf_counter() - t) * 1000 / batch_size)
     LOGGER.info(f"\nCPU inference, {imgsz}x{imgsz}, batch {batch_size}, {threads} threads, median of {runs} runs "
-                f"(torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()})")
+                f"(torch {torch.__version__}, onnxruntime {version('onnxruntime')}, "
+                f"{torch.backends.cpu.get_cpu_capability()}, {'passive' if passive_wait() else 'spinning'} "
+                f"thread wait, "
+                f"load average {os.getloadavg()[0]:.1f})")
     LOGGER.info(f"{'model':<22}{'runtime':<15}{'params':>11}{'GFLOPs':>8}{'ms/img':>9}{'p10-p90 ms':>14}"
                 f"{'max|diff|':>11}")
     rows = []

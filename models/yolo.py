@@ -22,10 +22,12 @@ import torch
 import torch.nn as nn
 
 from models.common import BLOCKS, Conv, register, resolve_arg
+from models.fused import inference_form
 from utils.autoanchor import check_anchor_order
 from utils.general import LOGGER, check_yaml, yaml_load
 from utils.torch_utils import (
     fuse_conv_and_bn,
+    get_flops,
     initialize_weights,
     model_info,
     scale_img,
@@ -129,13 +131,22 @@ class BaseModel(nn.Module):
             LOGGER.info(f"{sum(dt):10.2f} {'-':>10s} {'-':>10s}  Total")
 
     def fuse(self):
-        """Fold every BatchNorm into its convolution (inference only) and return the model."""
+        """Fold every BatchNorm into its convolution and swap in exact inference forms (CSPPC, SPPF); eval only."""
         LOGGER.info("Fusing layers... ")
         for m in self.model.modules():
             if isinstance(m, Conv) and hasattr(m, "bn"):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
                 delattr(m, "bn")
                 m.forward = m.forward_fuse
+        for parent in list(self.model.modules()):  # a list: children are replaced while walking
+            for name, child in parent.named_children():
+                new = inference_form(child)
+                if new is not None:
+                    for k in ("i", "f", "type"):  # the layer bookkeeping _forward_once and the tables read
+                        if hasattr(child, k):
+                            setattr(new, k, getattr(child, k))
+                    new.np = sum(x.numel() for x in new.parameters())
+                    setattr(parent, name, new)
         self.info()
         return self
 
@@ -282,14 +293,21 @@ def parse_model(d: dict, ch: list[int]):
 
 def run(cfg: str = "yolov5s.yaml", batch_size: int = 1, device: str = "", profile: bool = False,
         imgsz: int = 640) -> DetectionModel:
-    """Build a model from cfg, print its layer table and summary, optionally profile each layer."""
+    """Build a model from cfg, print its layer table and the summary of its trained and fused forms."""
     device = select_device(device)
     model = DetectionModel(cfg).to(device).eval()
-    model.info(img_size=imgsz)
+    _, n_p, _, flops = model.info(img_size=imgsz)
+    fused = deepcopy(model).fuse()  # fuse() logs the fused summary
+    n_pf, flops_f = sum(x.numel() for x in fused.parameters()), get_flops(fused, imgsz)
+    LOGGER.info(f"{Path(str(cfg)).name} at {imgsz}x{imgsz}: trained {n_p:,} parameters {flops:.2f} GFLOPs, "
+                f"fused {n_pf:,} parameters {flops_f:.2f} GFLOPs")
     if profile:
         im = torch.rand(batch_size, 3, imgsz, imgsz, device=device)
         with torch.no_grad():
+            LOGGER.info("\nTrained form:")
             model(im, profile=True)
+            LOGGER.info("\nFused form:")
+            fused(im, profile=True)
     return model
 
 

@@ -119,9 +119,11 @@ def test_augment_and_visualize(weights, images, tmp_path):
     assert len(pngs) >= 20 and any("CSPPC" in p.name for p in pngs)
 
 
-def test_offline_stream_fails_fast(weights, tmp_path):
+def test_offline_stream_and_url_fail_fast(weights, tmp_path):
     with pytest.raises(ConnectionError, match="Failed to open stream"):
         _run(weights, "rtsp://127.0.0.1:9/live", tmp_path)
+    with pytest.raises(ConnectionError, match="Could not fetch http://127.0.0.1:9/im.jpg"):
+        _run(weights, "http://127.0.0.1:9/im.jpg", tmp_path)
 
 
 def test_cli_defaults_match_yolov5():

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import export
+from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
 from models.yolo import Detect
 from tests.fixtures.inference import NAMES, make_checkpoint, one_thread, shapes_image
@@ -124,12 +125,19 @@ def test_onnxruntime_and_opencv_dnn_equal_pytorch(weights, exported):
     assert_close_relative(net.forward(), y_pt)
 
 
-def test_torchscript_equals_pytorch(weights, exported):
+def test_torchscript_and_openvino_through_backend_equal_pytorch(weights, exported):
     im = _image_batch()
-    ts = torch.jit.load(exported["torchscript"])
-    with torch.no_grad():
-        y = ts(im)[0].numpy()
-    assert_close_relative(y, _pytorch_output(weights, im), rtol=1e-5)
+    y_pt = _pytorch_output(weights, im)
+    for fmt in ("torchscript", "openvino"):
+        if fmt not in exported:
+            continue  # openvino is optional
+        model = DetectMultiBackend(exported[fmt])
+        assert (model.jit, model.xml) == (fmt == "torchscript", fmt == "openvino")
+        assert model.stride == 32 and model.names == NAMES  # read from the metadata each export embeds
+        with torch.no_grad():
+            y = model(im)
+        assert isinstance(y, torch.Tensor)
+        assert_close_relative(y.numpy(), y_pt, rtol=1e-5 if fmt == "torchscript" else 1e-3)
 
 
 def test_dynamic_simplified_onnx_runs_at_two_sizes(weights, tmp_path):

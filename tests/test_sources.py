@@ -65,6 +65,7 @@ def test_video_frames_and_vid_stride(tmp_path):
 
 def test_stream_detection_and_offline_errors():
     assert is_stream_source("0") and is_stream_source("rtsp://host/live") and is_stream_source("http://h/cam")
+    assert is_stream_source("https://h/clip.mp4")  # a video URL is read progressively, as a stream
     assert not is_stream_source("http://h/x.jpg") and not is_stream_source("data/images")
     t = time.time()
     with pytest.raises(ConnectionError, match="Failed to open stream rtsp://127.0.0.1:9/live"):
@@ -76,3 +77,17 @@ def test_stream_detection_and_offline_errors():
     with pytest.raises(ConnectionError, match="YouTube"):
         LoadStreams("https://www.youtube.com/watch?v=abc", img_size=64)
     assert time.time() - t < 15  # refused connections and absent cameras answer at once, never hang
+
+
+def test_load_streams_reads_a_stream_list_until_it_ends(tmp_path):
+    video = write_video(tmp_path / "cam.mp4", n=6)
+    listing = tmp_path / "list.streams"
+    listing.write_text(f"{video}\n")
+    dataset = LoadStreams(str(listing), img_size=64, stride=32, auto=True)
+    assert len(dataset) == 1 and dataset.fps[0] == pytest.approx(7.0) and dataset.frames[0] == 6
+    batches = []
+    for _, im, im0, _, _ in dataset:
+        batches.append((im.shape, im0[0].shape))
+        if len(batches) > 10000:
+            pytest.fail("LoadStreams did not stop after the video ended")
+    assert batches and all(b == ((1, 3, 64, 64), (96, 128, 3)) for b in batches)  # 64x48, padded to stride

@@ -18,6 +18,7 @@ from utils.torch_utils import (
     init_seeds,
     save_atomic,
     smart_optimizer,
+    smart_resume,
     strip_optimizer,
 )
 
@@ -131,3 +132,25 @@ def test_amp_outputs_match():
     assert not amp_outputs_match(a, a + torch.tensor([0, 0, 0, 0, -0.3, 0]))  # confidence off
     assert not amp_outputs_match(a, a[..., :5])
     assert not amp_outputs_match(a, torch.full_like(a, float("nan")))
+
+
+def test_smart_resume_restores_optimizer_and_ema():
+    torch.manual_seed(0)
+    model = tiny_net()
+    opt = smart_optimizer(model, "SGD", lr=0.1)
+    model(torch.rand(2, 3, 7, 7)).sum().backward()
+    opt.step()  # creates momentum buffers
+    ema = ModelEMA(model)
+    ema.update(model)
+    ckpt = {"epoch": 4, "best_fitness": 0.3, "ema": ema.ema, "updates": ema.updates, "optimizer": opt.state_dict()}
+    model2 = tiny_net()
+    opt2, ema2 = smart_optimizer(model2, "SGD", lr=0.1), ModelEMA(model2)
+    best, start, epochs = smart_resume(ckpt, opt2, ema2, "last.pt", epochs=10, resume=True)
+    assert (best, start, epochs) == (0.3, 5, 10)
+    assert ema2.updates == 1
+    buf = [opt2.state[p]["momentum_buffer"] for p in opt2.param_groups[1]["params"]]
+    ref = [opt.state[p]["momentum_buffer"] for p in opt.param_groups[1]["params"]]
+    assert all(torch.equal(a, b) for a, b in zip(buf, ref))
+    assert torch.equal(ema2.ema[0].weight, ema.ema[0].weight)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        smart_resume({**ckpt, "epoch": -1, "optimizer": None}, opt2, ema2, "best.pt", epochs=10, resume=True)

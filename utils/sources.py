@@ -28,10 +28,10 @@ def is_url(source: str) -> bool:
 
 
 def is_stream_source(source: str) -> bool:
-    """True for a webcam index, a stream URL (not an image/video file URL) or a .streams list."""
+    """True for a webcam index, a .streams list, or any URL but an image's (videos at a URL are read as streams)."""
     s = str(source)
-    file_url = is_url(s) and Path(urlparse(s).path).suffix[1:].lower() in IMG_FORMATS + VID_FORMATS
-    return s.isnumeric() or s.endswith(".streams") or (is_url(s) and not file_url)
+    image_url = is_url(s) and Path(urlparse(s).path).suffix[1:].lower() in IMG_FORMATS
+    return s.isnumeric() or s.endswith(".streams") or (is_url(s) and not image_url)
 
 
 def _to_model_input(im0: np.ndarray, img_size, stride: int, auto: bool) -> np.ndarray:
@@ -180,9 +180,10 @@ def open_capture(source: str, timeout_ms: int = OPEN_TIMEOUT_MS) -> cv2.VideoCap
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
-        kind = "webcam" if source.isnumeric() else "stream"
-        raise ConnectionError(f"Failed to open {kind} {source}: no such camera, or the address is unreachable "
-                              f"(offline?) within {timeout_ms / 1000:g} s")
+        if source.isnumeric():
+            raise ConnectionError(f"Failed to open webcam {source}: no camera with that index on this machine")
+        raise ConnectionError(f"Failed to open stream {source}: unreachable (offline?) or not a video stream, "
+                              f"no answer within {timeout_ms / 1000:g} s")
     return cap
 
 

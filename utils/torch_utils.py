@@ -282,6 +282,28 @@ class EarlyStopping:
         return stop
 
 
+def smart_resume(ckpt: dict, optimizer: torch.optim.Optimizer, ema: ModelEMA | None = None, weights: str = "",
+                 epochs: int = 300, resume: bool = True) -> tuple[float, int, int]:
+    """Restore optimizer, EMA and best fitness from a checkpoint; return (best_fitness, start_epoch, epochs)."""
+    best_fitness = 0.0
+    start_epoch = ckpt["epoch"] + 1
+    if ckpt.get("optimizer") is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        best_fitness = ckpt.get("best_fitness") or 0.0
+    if ema is not None and ckpt.get("ema") is not None:
+        ema.ema.load_state_dict(ckpt["ema"].float().state_dict())
+        ema.updates = ckpt["updates"]
+    if resume:
+        if start_epoch <= 0 or ckpt.get("optimizer") is None:
+            raise ValueError(f"{weights} is a finished (stripped) checkpoint, nothing to resume. Start a new training "
+                             f"from it without --resume, i.e. python train.py --weights {weights}")
+        LOGGER.info(f"Resuming training from {weights} from epoch {start_epoch} to {epochs} total epochs")
+    if epochs < start_epoch:  # fine-tuning a checkpoint for --epochs more epochs
+        LOGGER.info(f"{weights} has been trained for {ckpt['epoch']} epochs. Fine-tuning for {epochs} more epochs.")
+        epochs += ckpt["epoch"]
+    return best_fitness, start_epoch, epochs
+
+
 def save_atomic(obj, f) -> None:
     """torch.save to a temporary file beside f, then rename: a crash at any moment leaves f complete or absent."""
     f = str(f)
