@@ -108,13 +108,28 @@ def onnx_session(model: torch.nn.Module, im: torch.Tensor, file: Path, threads: 
     return f, onnxruntime.InferenceSession(str(f), options, providers=providers)
 
 
+def _resident_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MB; the peak can be reset on Linux (see _peak_rss_mb)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        kb = {k: float(v.split()[0]) for k, v in (line.split(":", 1) for line in status.read_text().splitlines())
+              if k in ("VmRSS", "VmHWM")}
+        return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
+    import resource  # POSIX without /proc (macOS): only the lifetime peak is known, in bytes
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return peak, peak
+
+
 def _peak_rss_mb(spec: dict) -> float:
-    """In a fresh process: the resident memory one model adds while it loads and runs (ru_maxrss growth, MB)."""
-    import resource  # POSIX only, and only needed here
+    """In a fresh process: the resident memory one model adds at its peak while it loads and runs (MB)."""
     torch.set_num_threads(spec["threads"])
     shape = (spec["batch"], 3, spec["imgsz"], spec["imgsz"])
-    scale = 1 if platform.system() == "Darwin" else 1024  # ru_maxrss is in bytes on macOS, in KiB on Linux
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:  # Linux: writing 5 to clear_refs resets the peak (VmHWM) to the current RSS, dropping import transients
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    before, _ = _resident_mb()
     if spec["runtime"] == "onnxruntime":
         import numpy as np
         import onnxruntime
@@ -130,7 +145,7 @@ def _peak_rss_mb(spec: dict) -> float:
         with torch.no_grad():
             for _ in range(3):
                 model(torch.zeros(shape))
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * scale / 2**20
+    return _resident_mb()[1] - before
 
 
 def peak_memory_mb(spec: dict, model: torch.nn.Module | None = None, im: torch.Tensor | None = None) -> float:
@@ -283,7 +298,7 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
     settings = (f"{'CUDA' if dev.type == 'cuda' else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
                 f"{', '.join(map(str, batch_size))}; latency is the median of {runs} runs after {warmup} warm-up runs "
                 f"of one forward pass, models interleaved; ratios are to {rows[0]['model']} in the same run; peak "
-                f"memory is {'the CUDA allocator peak (PyTorch) and' if dev.type == 'cuda' else ''} the resident "
+                f"memory is {'the CUDA allocator peak (PyTorch) and ' if dev.type == 'cuda' else ''}the peak resident "
                 f"memory a fresh process gains while loading and running the model")
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "compare.py" \
         else "benchmarks.compare.run(...)"

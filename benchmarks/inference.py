@@ -44,9 +44,8 @@ def build(cfg: str, imgsz: int, batch_size: int, workdir: Path, threads: int):
     """A fused PyTorch model and an ONNX Runtime session of the same weights, and the input both take."""
     import onnxruntime
 
-    model = DetectionModel(cfg).eval()
-    gflops = get_flops(model, imgsz)
-    model = model.fuse()
+    model = DetectionModel(cfg).eval().fuse()
+    gflops = get_flops(model, imgsz)  # of the fused form that both runtimes execute
     for m in model.modules():
         if isinstance(m, Detect):
             m.export = True  # decoded predictions only, as exported

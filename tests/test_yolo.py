@@ -112,11 +112,12 @@ def test_fused_equals_unfused(cfg):
     torch.manual_seed(0)
     model = randomize_bn(DetectionModel(cfg, nc=3)).eval()
     x = torch.rand(1, 3, 128, 96)
+    fused = deepcopy(model).fuse()  # outside no_grad, as attempt_load calls it
     with torch.no_grad():
         y0 = model(x)[0]
-        fused = deepcopy(model).fuse()
         y1 = fused(x)[0]
     assert fused is not None and not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert all(p.is_leaf for p in fused.parameters()), "fused weights must not hang on an autograd graph"
     rel = (y1 - y0).abs().max() / y0.abs().max()
     assert rel <= 1e-4, f"fused vs unfused relative error {rel:.2e}"
 

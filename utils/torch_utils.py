@@ -89,16 +89,17 @@ def initialize_weights(model: nn.Module) -> None:
 
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A Conv2d with bias equal to conv followed by bn in eval mode."""
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
-        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
-    ).requires_grad_(False).to(conv.weight.device)
-    w_conv = conv.weight.clone().view(conv.out_channels, -1)
-    scale = bn.weight.div(torch.sqrt(bn.eps + bn.running_var))
-    fused.weight.copy_((scale[:, None] * w_conv).view(fused.weight.shape))
-    b_conv = torch.zeros(conv.weight.shape[0], device=conv.weight.device) if conv.bias is None else conv.bias
-    b_bn = bn.bias - bn.weight.mul(bn.running_mean).div(torch.sqrt(bn.running_var + bn.eps))
-    fused.bias.copy_(scale * b_conv + b_bn)
+    with torch.no_grad():  # the fused weights are constants, not part of any autograd graph
+        fused = nn.Conv2d(
+            conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
+            padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+        ).requires_grad_(False).to(conv.weight.device)
+        w_conv = conv.weight.clone().view(conv.out_channels, -1)
+        scale = bn.weight.div(torch.sqrt(bn.eps + bn.running_var))
+        fused.weight.copy_((scale[:, None] * w_conv).view(fused.weight.shape))
+        b_conv = torch.zeros(conv.weight.shape[0], device=conv.weight.device) if conv.bias is None else conv.bias
+        b_bn = bn.bias - bn.weight.mul(bn.running_mean).div(torch.sqrt(bn.running_var + bn.eps))
+        fused.bias.copy_(scale * b_conv + b_bn)
     return fused
 
 

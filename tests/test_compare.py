@@ -1,0 +1,92 @@
+"""benchmarks/compare.py end to end on tiny settings: the table, CSV and chart it writes, and its argument checks."""
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from benchmarks import compare
+from models.yolo import DetectionModel
+
+CFGS = ["yolov5n.yaml", "yolov5n-csppc.yaml"]
+
+
+def _dataset(root: Path) -> Path:
+    """Three 64x64 images with one coloured square each, labelled; returns the data YAML."""
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    for i, (c, bgr) in enumerate([(0, (0, 0, 255)), (1, (0, 255, 0)), (2, (255, 0, 0))]):
+        im = np.zeros((64, 64, 3), dtype=np.uint8)
+        im[10 + 5 * i : 40 + 5 * i, 12:44] = bgr
+        cv2.imwrite(str(root / "images" / "val" / f"{i}.png"), im)
+        (root / "labels" / "val" / f"{i}.txt").write_text(f"{c} 0.4375 {(25 + 5 * i) / 64:.6f} 0.5 0.46875\n")
+    data = {"path": str(root), "train": "images/val", "val": "images/val", "names": {0: "r", 1: "g", 2: "b"}}
+    (root / "data.yaml").write_text(yaml.safe_dump(data))
+    return root / "data.yaml"
+
+
+def _checkpoint(cfg: str, path: Path) -> Path:
+    torch.manual_seed(0)
+    model = DetectionModel(cfg, nc=3)
+    model.names = {0: "r", 1: "g", 2: "b"}
+    torch.save({"epoch": -1, "model": model, "ema": None}, path)
+    return path
+
+
+def _read_csv(file: Path) -> list[dict]:
+    with open(file, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_end_to_end_with_weights_and_data(tmp_path):
+    data = _dataset(tmp_path / "ds")
+    weights = [_checkpoint(c, tmp_path / f"{Path(c).stem}.pt") for c in CFGS]
+    rows = compare.run(cfg=CFGS, weights=weights, data=str(data), imgsz=64, runs=2, warmup=1, threads=1,
+                       project=tmp_path / "runs", name="exp")
+    out = tmp_path / "runs" / "exp"
+    assert [r["model"] for r in rows] == ["yolov5n", "yolov5n-csppc"]
+    for r in rows:
+        assert r["params_fused"] <= r["params"] and 0 < r["gflops_fused"] < r["gflops"]
+        assert r["pytorch_ms"] > 0 and r["onnxruntime_ms"] > 0
+        assert r["pytorch_peak_mb"] > 0 and r["onnxruntime_peak_mb"] > 0
+        assert 0.0 <= r["map50_95"] <= r["map50"] <= 1.0
+    assert rows[0]["pytorch_ratio"] == 1.0 and rows[1]["pytorch_ratio"] == rows[1]["pytorch_ms"] / rows[0]["pytorch_ms"]
+    # the CSPPC model is the smaller one, trained and fused
+    assert rows[1]["params"] < rows[0]["params"] and rows[1]["gflops_fused"] < rows[0]["gflops_fused"]
+
+    md = (out / "compare.md").read_text()
+    assert md.startswith("| Model | Batch |") and "| yolov5n-csppc | 1 |" in md
+    assert "Machine:" in md and f"torch {torch.__version__}" in md and "onnxruntime" in md and "1 threads" in md
+    table = _read_csv(out / "compare.csv")
+    assert [t["model"] for t in table] == ["yolov5n", "yolov5n-csppc"]
+    assert float(table[1]["params_fused"]) == rows[1]["params_fused"]
+    assert float(table[0]["map50"]) == pytest.approx(rows[0]["map50"])
+    png = cv2.imread(str(out / "compare.png"))
+    assert png is not None and png.shape[0] > 100 and png.shape[1] > 400
+    assert (out / "yolov5n-csppc-b1.onnx").is_file()
+
+
+def test_cfg_only_several_batch_sizes(tmp_path):
+    rows = compare.run(cfg=CFGS, imgsz=64, batch_size=(1, 2), runs=2, warmup=0, threads=1, memory=False,
+                       project=tmp_path, name="b")
+    assert [(r["model"], r["batch"]) for r in rows] == [(m, b) for b in (1, 2) for m in ("yolov5n", "yolov5n-csppc")]
+    assert [r["pytorch_ratio"] for r in rows if r["model"] == "yolov5n"] == [1.0, 1.0]
+    assert all(r["map50"] is None and r["pytorch_peak_mb"] is None for r in rows)
+    assert "| - | - |" in (tmp_path / "b" / "compare.md").read_text()  # no mAP without weights and data
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="one checkpoint per YAML"):
+        compare.run(cfg=CFGS, weights=["a.pt"], project=tmp_path)
+    with pytest.raises(ValueError, match="add --weights"):
+        compare.run(cfg=CFGS, data="shapes.yaml", project=tmp_path)
+    with pytest.raises(ValueError, match="--half needs a CUDA device"):
+        compare.run(cfg=CFGS, half=True, device="cpu", project=tmp_path)
+    with pytest.raises(SystemExit):
+        compare.parse_opt(["--runs", "0", "--cfg", "yolov5n.yaml"])
+    assert compare.parse_opt(["--cfg", *CFGS, "--batch-size", "1", "32"]).batch_size == [1, 32]
