@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from models.common import BLOCKS, DualPConv, PConv
-from models.fused import CSPPCFused, SPPFFused
+from models.fused import CSPPCFused, DetectFused, SPPFFused
 from models.yolo import BaseModel, Detect, DetectionModel
 from utils.general import LOGGER
 
@@ -39,7 +39,7 @@ def _numpy_globals() -> list:
 def safe_globals() -> list:
     """The allowlist: the project's model classes, torch.nn modules and harmless metadata of YOLOv5 checkpoints."""
     project = [cls for cls, _ in BLOCKS.values()] + [BaseModel, DetectionModel, Detect, PConv, DualPConv]
-    project += [CSPPCFused, SPPFFused]  # inference forms of fuse(); checkpoints normally hold the trained form
+    project += [CSPPCFused, SPPFFused, DetectFused]  # fuse()'s inference forms; checkpoints hold trained models
     project += [(DetectionModel, "models.yolo.Model"), (DetectionModel, "models.yolo.DetectionModel")]
     metadata = [
         argparse.Namespace,

@@ -1,4 +1,4 @@
-"""Exact inference forms that BaseModel.fuse() swaps in: CSPPCFused for CSPPC, SPPFFused for SPPF.
+"""Exact inference forms that BaseModel.fuse() swaps in: CSPPCFused for CSPPC, SPPFFused for SPPF, DetectFused.
 
 CSPPC (models/common.py) concatenates y0, y1 and the n DualPConv outputs and mixes them with a 1x1 cv2. A DualPConv
 convolves only its first q = c // n_div channels and passes the other c - q through, so every block output repeats
@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.common import CSPPC, SPPF, Conv
+from models.yolo import Detect
 from utils.torch_utils import fuse_conv_and_bn
 
 
@@ -114,10 +115,53 @@ class SPPFFused(SPPF):
         return self.cv2(torch.cat((x, y1.contiguous(), y2.contiguous(), y3.contiguous()), 1))
 
 
+class DetectFused(Detect):
+    """Detect whose eager inference decodes into one preallocated output: the same values, far fewer large copies.
+
+    Detect's decode (sigmoid, split, arithmetic, a concatenation per level, then one across levels) allocates
+    several fresh tensors the size of the output; on CPU their page faults cost more than the arithmetic. Here each
+    level's sigmoid writes straight into its slice of the final output and the box terms are updated in place with
+    the same operations in the same order, so results are bitwise equal. Training and exports use Detect's forward.
+    """
+
+    @classmethod
+    def from_detect(cls, m: Detect) -> DetectFused:
+        """The same convolutions, anchors and flags (export, dynamic, inplace, stride) under the faster decode."""
+        new = cls.__new__(cls)
+        new.__dict__.update(m.__dict__)
+        new._buffers = {k: v for k, v in m._buffers.items() if k != "anchor_grid"}  # YOLOv5<6.2 kept a buffer
+        new.grid = [torch.empty(0) for _ in range(new.nl)]  # rebuilt on first use, never stale from a checkpoint
+        new.anchor_grid = [torch.empty(0) for _ in range(new.nl)]
+        return new
+
+    def forward(self, x):
+        if self.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+            return super().forward(x)
+        bs, n = x[0].shape[0], sum(self.na * t.shape[2] * t.shape[3] for t in x)  # 1x1 convs keep the grid sizes
+        out, j = None, 0
+        for i in range(self.nl):
+            x[i] = self.m[i](x[i])
+            _, _, ny, nx = x[i].shape
+            if out is None:
+                out = torch.empty(bs, n, self.no, device=x[i].device, dtype=x[i].dtype)
+            x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+            if self.dynamic or self.grid[i].shape[2:4] != x[i].shape[2:4]:
+                self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
+            y = out[:, j : j + self.na * ny * nx].view(bs, self.na, ny, nx, self.no)
+            torch.sigmoid(x[i], out=y)
+            xy, wh = y[..., :2], y[..., 2:4]
+            xy.copy_((xy * 2 + self.grid[i]) * self.stride[i])
+            wh.copy_((wh * 2) ** 2 * self.anchor_grid[i])
+            j += self.na * ny * nx
+        return (out,) if self.export else (out, x)
+
+
 def inference_form(m: nn.Module) -> nn.Module | None:
-    """The exact inference replacement of a module, or None when it has none."""
+    """The exact inference replacement of a module, or None when it has none (or already is one)."""
     if isinstance(m, CSPPC):
         return CSPPCFused.from_csppc(m)
     if type(m) is SPPF:
         return SPPFFused.from_sppf(m)
+    if type(m) is Detect:
+        return DetectFused.from_detect(m)
     return None

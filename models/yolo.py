@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 
 from models.common import BLOCKS, Conv, register, resolve_arg
-from models.fused import inference_form
 from utils.autoanchor import check_anchor_order
 from utils.general import LOGGER, check_yaml, yaml_load
 from utils.torch_utils import (
@@ -132,6 +131,8 @@ class BaseModel(nn.Module):
 
     def fuse(self):
         """Fold every BatchNorm into its convolution and swap in exact inference forms (CSPPC, SPPF); eval only."""
+        from models.fused import inference_form  # models.fused subclasses Detect: importing it at the top would cycle
+
         LOGGER.info("Fusing layers... ")
         for m in self.model.modules():
             if isinstance(m, Conv) and hasattr(m, "bn"):
