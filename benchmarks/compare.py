@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import multiprocessing
+import os
 import platform
 import statistics
 import sys
@@ -62,8 +63,9 @@ def machine_line(device: torch.device, threads: int) -> str:
     hw = f"{cpu_name()} ({multiprocessing.cpu_count()} logical cores), {threads} threads"
     if device.type == "cuda":
         hw = f"{torch.cuda.get_device_name(device)}, host {hw}"
+    load = f"; load average {os.getloadavg()[0]:.2f} at the end" if hasattr(os, "getloadavg") else ""
     return (f"{hw}; torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {ort}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}{load}")
 
 
 def load_model(cfg: str | None, weights: str | None, device: torch.device) -> DetectionModel:
@@ -213,12 +215,12 @@ def plot_bars(rows: list[dict], file: Path) -> None:
 
     panels = [("GFLOPs", ["gflops", "gflops_fused"], ["trained", "fused"]),
               ("latency (ms)", ["pytorch_ms", "onnxruntime_ms"], ["PyTorch", "ONNX Runtime"]),
-              ("peak memory (MB)", ["pytorch_peak_mb", "onnxruntime_peak_mb"], ["PyTorch", "ONNX Runtime"])]
-    if any(r["map50_95"] is not None for r in rows):
-        panels.append(("mAP", ["map50", "map50_95"], ["mAP50", "mAP50-95"]))
+              ("peak memory (MB)", ["pytorch_peak_mb", "onnxruntime_peak_mb"], ["PyTorch", "ONNX Runtime"]),
+              ("mAP", ["map50", "map50_95"], ["mAP50", "mAP50-95"])]
+    panels = [p for p in panels if any(r[k] is not None for r in rows for k in p[1])]  # only what was measured
     labels = [f"{r['model']}\nbatch {r['batch']}" for r in rows]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), tight_layout=True)
-    for ax, (title, keys, names) in zip(axes, panels):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), tight_layout=True, squeeze=False)
+    for ax, (title, keys, names) in zip(axes[0], panels):
         width = 0.8 / len(keys)
         for j, (k, name) in enumerate(zip(keys, names)):
             x = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(rows))]
