@@ -21,6 +21,19 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Run torch on one thread for the whole suite.
+
+    The tests use tiny models and images that gain nothing from intra-op threads, and on a shared 2-core machine
+    two OpenMP threads spin-waiting against other processes made a 160 px forward pass take 1.5 s instead of 15 ms.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES

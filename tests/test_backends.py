@@ -11,13 +11,8 @@ from PIL import Image
 import export
 from models.backends import AutoShape, Detections, DetectMultiBackend
 from tests.conftest import FIXTURES
-from tests.fixtures.inference import NAMES, make_checkpoint, one_thread, shapes_image
+from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
 from utils.general import non_max_suppression, scale_boxes
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    yield from one_thread()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from tests.fixtures.inference import (
     NAMES,
     assert_same_detections,
     make_checkpoint,
-    one_thread,
     read_labels,
     shapes_image,
     write_video,
@@ -22,10 +21,6 @@ from utils.sources import LoadImages
 
 IMGSZ = 160
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    yield from one_thread()
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,11 @@ import export
 from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
 from models.yolo import Detect
-from tests.fixtures.inference import NAMES, make_checkpoint, one_thread, shapes_image
+from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
 
 IMGSZ = 160
 ANCHORS_160 = 3 * ((IMGSZ // 8) ** 2 + (IMGSZ // 16) ** 2 + (IMGSZ // 32) ** 2)  # 1575 rows
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    yield from one_thread()
 
 
 @pytest.fixture(scope="module")

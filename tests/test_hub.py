@@ -8,13 +8,8 @@ import torch
 
 from models.backends import AutoShape, Detections
 from models.common import CSPPC
-from tests.fixtures.inference import NAMES, make_checkpoint, one_thread, shapes_image
+from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
 from utils.general import ROOT
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    yield from one_thread()
 
 
 @pytest.fixture(autouse=True)

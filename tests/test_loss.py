@@ -177,16 +177,8 @@ def test_autobalance_normalises_to_stride_16(model):
     assert cl.balance != [4.0, 1.0, 0.4]
 
 
-@pytest.fixture
-def one_thread():
-    """A 64 px model gains nothing from more threads, and on a busy machine they contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
-
-def test_loss_drops_on_fixed_batch(one_thread):
+def test_loss_drops_on_fixed_batch():
     """Training repeatedly on one batch must drive the loss down."""
     torch.manual_seed(0)
     m = Model("yolov5n.yaml", nc=NC)

@@ -33,14 +33,6 @@ IMAGES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny inputs gain nothing from intra-op threads, and on a busy machine their spin-waits cost seconds."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def make_dataset(root: Path, images: dict = IMAGES, extra_labels: dict | None = None) -> Path:
     """Write images/val/*.png, labels/val/*.txt and data.yaml; returns the YAML path."""
