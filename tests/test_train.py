@@ -26,7 +26,7 @@ from utils.general import (
     labels_to_image_weights,
     one_cycle,
 )
-from utils.loggers import RESULTS_KEYS, print_mutation, read_results_epochs, write_results_row
+from utils.loggers import RESULTS_KEYS, read_results_epochs, write_results_row
 from utils.shapes import NAMES, generate_shapes_dataset
 
 UPSTREAM = FIXTURES / "upstream_v7_yolov5n_nc3.pt"
@@ -252,19 +252,3 @@ def test_class_and_image_weights():
     assert w.tolist() == pytest.approx([0.5 / 2.5, 1 / 2.5, 1 / 2.5])  # 1/2, 1/1, and an absent class counts as 1
     iw = labels_to_image_weights(labels, nc=3, class_weights=np.array([1.0, 10.0, 100.0]))
     assert iw.tolist() == [2.0, 10.0, 0.0]
-
-
-def test_evolve_mutation_and_record(tmp_path):
-    rng = np.random.default_rng(0)
-    meta = {"lr0": (1, 1e-5, 1e-1), "momentum": (0.3, 0.6, 0.98), "fl_gamma": (0, 0.0, 2.0)}
-    hyp = {"lr0": 0.5, "momentum": 0.9, "fl_gamma": 0.0, "other": 7}
-    first = train.mutate_hyp(hyp, meta, tmp_path / "evolve.csv", rng)
-    assert first == {"lr0": 0.1, "momentum": 0.9, "fl_gamma": 0.0, "other": 7}  # no history: only clipped
-    print_mutation(train.EVOLVE_RESULT_KEYS, (0.5, 0.5, 0.6, 0.3, 0.1, 0.1, 0.1),
-                   {k: first[k] for k in meta}, tmp_path)
-    child = train.mutate_hyp(first, meta, tmp_path / "evolve.csv", rng)
-    assert child["fl_gamma"] == 0.0  # mutation scale 0: never mutated
-    assert child["lr0"] != 0.1 or child["momentum"] != 0.9
-    assert 1e-5 <= child["lr0"] <= 0.1 and 0.6 <= child["momentum"] <= 0.98
-    best = yaml.safe_load((tmp_path / "hyp_evolve.yaml").read_text())
-    assert best == {"lr0": 0.1, "momentum": 0.9, "fl_gamma": 0.0}
