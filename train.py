@@ -33,7 +33,7 @@ from torch.optim import lr_scheduler  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import val as validate  # noqa: E402
-from models.experimental import attempt_load, torch_safe_load  # noqa: E402
+from models.experimental import attempt_load, strip_optimizer, torch_safe_load  # noqa: E402
 from models.yolo import Model  # noqa: E402
 from utils.autoanchor import check_anchors  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
@@ -75,7 +75,6 @@ from utils.torch_utils import (  # noqa: E402
     smart_DDP,
     smart_optimizer,
     smart_resume,
-    strip_optimizer,
     torch_distributed_zero_first,
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import pickle
 import re
@@ -16,6 +17,7 @@ from models.common import BLOCKS, DualPConv, PConv
 from models.fused import CSPPCFused, DetectFused, SPPFFused
 from models.yolo import BaseModel, Detect, DetectionModel
 from utils.general import LOGGER
+from utils.torch_utils import save_atomic
 
 
 def _torch_nn_modules() -> list[type]:
@@ -69,6 +71,22 @@ def torch_safe_load(weights: str | Path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{weights}: not a YOLOv5 checkpoint (expected a dict with a 'model' entry)")
     return ckpt
+
+
+def strip_optimizer(f="best.pt", s: str = "") -> None:
+    """Make a checkpoint inference-ready: EMA weights as the model in FP16, no optimizer, epoch -1; save to s or f."""
+    x = torch_safe_load(f)
+    if x.get("ema"):
+        x["model"] = x["ema"]
+    for k in "optimizer", "best_fitness", "ema", "updates":
+        x[k] = None
+    x["epoch"] = -1
+    x["model"].half()
+    for p in x["model"].parameters():
+        p.requires_grad = False
+    save_atomic(x, s or f)
+    mb = os.path.getsize(s or f) / 1e6
+    LOGGER.info(f"Optimizer stripped from {f},{f' saved as {s},' if s else ''} {mb:.1f}MB")
 
 
 class Ensemble(nn.ModuleList):

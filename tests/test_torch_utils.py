@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.experimental import torch_safe_load
+from models.experimental import strip_optimizer, torch_safe_load
 from models.yolo import Model
 from utils.torch_utils import (
     EarlyStopping,
@@ -19,7 +19,6 @@ from utils.torch_utils import (
     save_atomic,
     smart_optimizer,
     smart_resume,
-    strip_optimizer,
 )
 
 

@@ -317,25 +317,6 @@ def save_atomic(obj, f) -> None:
             os.remove(tmp)
 
 
-def strip_optimizer(f="best.pt", s: str = "") -> None:
-    """Make a checkpoint inference-ready: EMA weights as the model in FP16, no optimizer, epoch -1; save to s or f."""
-    # models owns the unpickling allowlist, so this one loader is imported lazily rather than duplicated here
-    from models.experimental import torch_safe_load
-
-    x = torch_safe_load(f)
-    if x.get("ema"):
-        x["model"] = x["ema"]
-    for k in "optimizer", "best_fitness", "ema", "updates":
-        x[k] = None
-    x["epoch"] = -1
-    x["model"].half()
-    for p in x["model"].parameters():
-        p.requires_grad = False
-    save_atomic(x, s or f)
-    mb = os.path.getsize(s or f) / 1e6
-    LOGGER.info(f"Optimizer stripped from {f},{f' saved as {s},' if s else ''} {mb:.1f}MB")
-
-
 def amp_outputs_match(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether FP32 and autocast Detect outputs (..., 5 + nc) agree: boxes within 5% or 1 px, scores within 0.05."""
     if a.shape != b.shape:
