@@ -234,7 +234,8 @@ def plot_bars(rows: list[dict], file: Path) -> None:
 
 
 def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: tuple[str, ...] = (),
-        data: str | None = None, imgsz: int = 640, batch_size: tuple[int, ...] = (1,), device: str = "cpu",
+        data: str | None = None, imgsz: int = 640, val_imgsz: int | None = None, batch_size: tuple[int, ...] = (1,),
+        device: str = "cpu",
         half: bool = False, threads: int = 2, runs: int = 30, warmup: int = 5, memory: bool = True,
         project: str | Path = ROOT / "runs/compare", name: str = "exp", exist_ok: bool = False) -> list[dict]:
     """Measure every model, log the markdown table and write compare.md, compare.csv and compare.png."""
@@ -257,7 +258,7 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
         s["label"] = Path(s["cfg"] or s["weights"]).stem
 
     for s in specs:  # accuracy does not depend on the timing batch size: validate each checkpoint once
-        s["map"] = validate(s["weights"], data, imgsz, device, half, save_dir) if data else (None, None)
+        s["map"] = validate(s["weights"], data, val_imgsz or imgsz, device, half, save_dir) if data else (None, None)
 
     rows = []
     for bs in batch_size:
@@ -297,11 +298,13 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
             rows.append({k: row.get(k) for k in COLUMNS})
 
     machine = machine_line(dev, threads)
-    settings = (f"{'CUDA' if dev.type == 'cuda' else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
+    cuda = dev.type == "cuda"
+    mem = ("" if not memory else "; peak memory is the CUDA allocator peak of PyTorch" if cuda else
+           "; peak memory is the resident memory a fresh process gains at its peak while loading and running the model")
+    val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data else ""
+    settings = (f"{'CUDA' if cuda else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
                 f"{', '.join(map(str, batch_size))}; latency is the median of {runs} runs after {warmup} warm-up runs "
-                f"of one forward pass, models interleaved; ratios are to {rows[0]['model']} in the same run; peak "
-                f"memory is {'the CUDA allocator peak (PyTorch) and ' if dev.type == 'cuda' else ''}the peak resident "
-                f"memory a fresh process gains while loading and running the model")
+                f"of one forward pass, models interleaved; ratios are to {rows[0]['model']} in the same run{mem}{val}")
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "compare.py" \
         else "benchmarks.compare.run(...)"
     table = markdown_table(rows, machine, settings, command)
@@ -322,6 +325,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", nargs="+", default=[], help="trained checkpoints, one per --cfg (for mAP)")
     parser.add_argument("--data", type=str, default=None, help="dataset.yaml: adds mAP50 and mAP50-95 from val.py")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="square input size")
+    parser.add_argument("--val-imgsz", type=int, default=None, help="image size for mAP (default: --imgsz)")
     parser.add_argument("--batch-size", nargs="+", type=int, default=[1], help="batch size(s), e.g. 1 32")
     parser.add_argument("--device", default="cpu", help="cpu, or a cuda device such as 0")
     parser.add_argument("--half", action="store_true", help="FP16 (CUDA only)")

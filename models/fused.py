@@ -23,14 +23,11 @@ from models.yolo import Detect
 from utils.torch_utils import fuse_conv_and_bn
 
 
-def folded_conv(m: Conv) -> nn.Conv2d:
-    """The Conv2d (with bias) of a project Conv, its BatchNorm folded in if fuse() has not done so yet."""
-    if hasattr(m, "bn"):
-        return fuse_conv_and_bn(m.conv, m.bn)
-    conv = m.conv
-    if conv.bias is None:  # a Conv whose BatchNorm was removed without folding: give it an explicit zero bias
-        conv = fuse_conv_and_bn(conv, nn.BatchNorm2d(conv.out_channels, eps=0.0).eval().to(conv.weight.device))
-    return conv
+def folded_weights(m: Conv) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a project Conv's convolution with its BatchNorm folded in (if fuse() has not done so)."""
+    conv = fuse_conv_and_bn(m.conv, m.bn) if hasattr(m, "bn") else m.conv
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, device=conv.weight.device)
+    return conv.weight, bias
 
 
 class CSPPCFused(nn.Module):
@@ -54,22 +51,22 @@ class CSPPCFused(nn.Module):
         """The exact inference form of a trained CSPPC block (eval-mode BatchNorm statistics are folded in)."""
         c, n = block.c, len(block.m)
         q = block.m[0].pconv1.dim_conv3 if n else 0
-        cv1, cv2 = folded_conv(block.cv1), folded_conv(block.cv2)
-        new = cls(cv1.in_channels, cv2.out_channels, n, c, q).to(device=cv1.weight.device, dtype=cv1.weight.dtype)
-        new.cv1.weight.copy_(cv1.weight)
-        new.cv1.bias.copy_(cv1.bias)
+        (w1, b1), (w, b2) = folded_weights(block.cv1), folded_weights(block.cv2)
+        new = cls(w1.shape[1], w.shape[0], n, c, q).to(device=w1.device, dtype=w1.dtype)
+        new.cv1.weight.copy_(w1)
+        new.cv1.bias.copy_(b1)
         new.act1, new.act2 = block.cv1.act, block.cv2.act  # a model-wide activation other than SiLU stays as built
         for i, d in enumerate(block.m):
             new.m[2 * i].load_state_dict(d.pconv1.partial_conv3.state_dict())
             new.m[2 * i + 1].load_state_dict(d.pconv2.partial_conv3.state_dict())
-        w = cv2.weight  # (c2, (2 + n) c, 1, 1): columns for y0, y1, then each block's [z_k, pass-through]
+        # w is (c2, (2 + n) c, 1, 1): columns for y0, y1, then each block's [z_k, pass-through]
         w_new = w[:, : 2 * c].clone()
         for k in range(n):
             blk = w[:, (2 + k) * c : (3 + k) * c]
             w_new[:, c + q : 2 * c] += blk[:, q:]  # block k's pass-through channels are y1[:, q:]
             w_new = torch.cat((w_new, blk[:, :q]), 1)  # its convolved channels z_k keep their own columns
         new.cv2.weight.copy_(w_new)
-        new.cv2.bias.copy_(cv2.bias)
+        new.cv2.bias.copy_(b2)
         return new.requires_grad_(False).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

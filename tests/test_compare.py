@@ -46,8 +46,8 @@ def _read_csv(file: Path) -> list[dict]:
 def test_end_to_end_with_weights_and_data(tmp_path):
     data = _dataset(tmp_path / "ds")
     weights = [_checkpoint(c, tmp_path / f"{Path(c).stem}.pt") for c in CFGS]
-    rows = compare.run(cfg=CFGS, weights=weights, data=str(data), imgsz=64, runs=2, warmup=1, threads=1,
-                       project=tmp_path / "runs", name="exp")
+    rows = compare.run(cfg=CFGS, weights=weights, data=str(data), imgsz=64, val_imgsz=96, runs=2, warmup=1,
+                       threads=1, project=tmp_path / "runs", name="exp")
     out = tmp_path / "runs" / "exp"
     assert [r["model"] for r in rows] == ["yolov5n", "yolov5n-csppc"]
     for r in rows:
@@ -62,6 +62,7 @@ def test_end_to_end_with_weights_and_data(tmp_path):
     md = (out / "compare.md").read_text()
     assert md.startswith("| Model | Batch |") and "| yolov5n-csppc | 1 |" in md
     assert "Machine:" in md and f"torch {torch.__version__}" in md and "onnxruntime" in md and "1 threads" in md
+    assert "64x64" in md and "at 96 px" in md and "median of 2 runs" in md
     table = _read_csv(out / "compare.csv")
     assert [t["model"] for t in table] == ["yolov5n", "yolov5n-csppc"]
     assert float(table[1]["params_fused"]) == rows[1]["params_fused"]

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from export import export_onnx
 from models.common import CSPPC, SPPF
-from models.fused import CSPPCFused, SPPFFused, inference_form
+from models.fused import CSPPCFused, DetectFused, SPPFFused, inference_form
 from models.yolo import Detect, DetectionModel
 from models.yolo import run as yolo_run
 from tests.conftest import randomize_bn
@@ -74,6 +74,25 @@ def test_sppf_fused_is_identical():
     assert inference_form(f) is None  # already in inference form: fuse() twice changes nothing
 
 
+@pytest.mark.parametrize("export", [False, True])
+def test_detect_fused_is_identical(export):
+    torch.manual_seed(0)
+    model = DetectionModel("yolov5n.yaml", nc=3).eval()
+    det = model.model[-1]
+    det.export = export
+    fused = DetectFused.from_detect(deepcopy(det))
+    xs = [torch.randn(2, c, s, s + 2) for c, s in zip((64, 128, 256), (8, 4, 2))]
+    with torch.no_grad():
+        y0, y1 = det([x.clone() for x in xs]), fused([x.clone() for x in xs])
+    assert len(y0) == len(y1) == (1 if export else 2)
+    assert torch.equal(y1[0], y0[0])  # same operations in the same order: bitwise equal
+    if not export:
+        assert all(torch.equal(a, b) and b.is_contiguous() for a, b in zip(y0[1], y1[1]))
+    fused.train()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(fused([x.clone() for x in xs]), det.train()(list(xs))))
+
+
 @pytest.fixture(scope="module")
 def csppc_models():
     torch.manual_seed(0)
@@ -85,6 +104,7 @@ def test_model_equals_trained(csppc_models):
     model, fused = csppc_models
     assert not any(isinstance(m, (CSPPC, nn.BatchNorm2d)) for m in fused.modules())
     assert sum(isinstance(m, CSPPCFused) for m in fused.modules()) == 8
+    assert isinstance(fused.model[9], SPPFFused) and isinstance(fused.model[-1], DetectFused)
     x = torch.rand(2, 3, 96, 128)
     with torch.no_grad():
         y0, y1 = model(x)[0], fused(x)[0]
