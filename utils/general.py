@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision  # imported with the module so the first NMS call is not charged its import time
 import yaml
 
 FILE = Path(__file__).resolve()
@@ -230,8 +231,6 @@ def non_max_suppression(prediction, conf_thres: float = 0.25, iou_thres: float =
                         agnostic: bool = False, multi_label: bool = False, labels=(), max_det: int = 300,
                         nm: int = 0) -> list[torch.Tensor]:
     """NMS per image over (batch, n, 5 + nc + nm) predictions; returns per-image (k, 6 + nm) [xyxy, conf, cls]."""
-    import torchvision  # heavy and only needed here, so not imported with the rest of this module
-
     if not 0.0 <= conf_thres <= 1.0:
         raise ValueError(f"Invalid confidence threshold {conf_thres}, valid values are between 0.0 and 1.0")
     if not 0.0 <= iou_thres <= 1.0:
