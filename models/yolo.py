@@ -130,7 +130,7 @@ class BaseModel(nn.Module):
             LOGGER.info(f"{sum(dt):10.2f} {'-':>10s} {'-':>10s}  Total")
 
     def fuse(self):
-        """Fold every BatchNorm into its convolution and swap in exact inference forms (CSPPC, SPPF); eval only."""
+        """Fold every BatchNorm into its convolution, swap in exact inference forms (CSPPC, SPPF, Detect); eval only."""
         from models.fused import inference_form  # models.fused subclasses Detect: importing it at the top would cycle
 
         LOGGER.info("Fusing layers... ")
