@@ -38,12 +38,12 @@ from models.yolo import Model  # noqa: E402
 from utils.autoanchor import check_anchors  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.dataloaders import create_dataloader  # noqa: E402
-from utils.dataset_check import TQDM_BAR_FORMAT  # noqa: E402
 from utils.evolve import EVOLVE_META, EVOLVE_RESULT_KEYS, mutate_hyp  # noqa: E402
 from utils.general import (  # noqa: E402
     LOCAL_RANK,
     LOGGER,
     RANK,
+    TQDM_BAR_FORMAT,
     WORLD_SIZE,
     check_dataset,
     check_file,

@@ -30,9 +30,9 @@ if str(ROOT) not in sys.path:
 from models.common import DetectMultiBackend  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.dataloaders import create_dataloader  # noqa: E402
-from utils.dataset_check import TQDM_BAR_FORMAT  # noqa: E402
 from utils.general import (  # noqa: E402
     LOGGER,
+    TQDM_BAR_FORMAT,
     check_dataset,
     check_img_size,
     check_yaml,

@@ -18,7 +18,6 @@ from tqdm import tqdm
 from utils.augmentations import Albumentations, augment_hsv, copy_paste, letterbox, mixup, random_perspective
 from utils.dataset_check import (
     IMG_FORMATS,
-    TQDM_BAR_FORMAT,
     get_hash,
     img2label_paths,
     imread,
@@ -27,7 +26,7 @@ from utils.dataset_check import (
     scan_labels,
     summary,
 )
-from utils.general import LOGGER, NUM_THREADS, RANK, xywhn2xyxy, xyxy2xywhn
+from utils.general import LOGGER, NUM_THREADS, RANK, TQDM_BAR_FORMAT, xywhn2xyxy, xyxy2xywhn
 from utils.torch_utils import torch_distributed_zero_first
 
 HELP_MSG = "See the README section 'Datasets' for the expected images/ and labels/ layout"

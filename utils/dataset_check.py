@@ -13,11 +13,10 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
-from utils.general import LOGGER, NUM_THREADS
+from utils.general import LOGGER, NUM_THREADS, TQDM_BAR_FORMAT
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp")  # lower-case suffixes
 CACHE_VERSION = "yolo-labels-v1"  # bump when the cache layout or the checks change; older caches are rebuilt
-TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
 JPEG_EOI = b"\xff\xd9"  # end-of-image marker
 MIN_SIZE = 10  # pixels; anything smaller cannot hold an object at any training size
 _ORIENTATION = next(k for k, v in ExifTags.TAGS.items() if v == "Orientation")

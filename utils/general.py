@@ -22,6 +22,7 @@ WORLD_SIZE = int(os.getenv("WORLD_SIZE", 1))
 NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
 LOGGING_NAME = "yolov5"
 LOGGER = logging.getLogger(LOGGING_NAME)
+TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # one tqdm bar layout for every loop
 
 
 def set_logging(name: str = LOGGING_NAME, verbose: bool = True) -> logging.Logger:

@@ -9,18 +9,10 @@ import numpy as np
 import torch
 
 from utils.general import LOGGER
+from utils.plots import _pyplot
 
 # Shared by the plotting helpers below: each function sets the Agg backend itself so importing this module
 # never touches matplotlib's global state.
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def fitness(x: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from utils.augmentations import letterbox
+from utils.dataset_check import imread
 from utils.general import LOGGER, clean_str
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
@@ -126,7 +127,9 @@ class LoadImages:
     def _read_image(self, path: str) -> np.ndarray | None:
         """A BGR image from a file or URL; a broken one is reported and skipped (None) unless it is the only one."""
         try:
-            im0 = load_image_url(path) if is_url(path) else cv2.imread(path)
+            im0 = load_image_url(path) if is_url(path) else imread(path)
+        except FileNotFoundError:  # not an image OpenCV or Pillow can read
+            im0 = None
         except (ConnectionError, ValueError):
             if self.nf == 1:
                 raise
