@@ -101,15 +101,14 @@ class SPPFFused(SPPF):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.cv1(x)
-        if x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
-            y1 = self.m(x)  # exports keep a plain MaxPool, which ONNX Runtime and OpenCV run fast
-            y2 = self.m(y1)
-            return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
-        # torch's CPU max_pool2d is ~15x slower on NCHW than on channels-last tensors at these sizes
-        y1 = self.m(x.contiguous(memory_format=torch.channels_last))
+        if x.device.type == "cpu" and not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+            # torch's CPU max_pool2d is ~15x slower on NCHW than on channels-last tensors at these sizes; a fused CPU
+            # model is channels-last already (BaseModel.fuse), so this is a no-op there. Exports keep a plain
+            # MaxPool, which ONNX Runtime and OpenCV run fast.
+            x = x.contiguous(memory_format=torch.channels_last)
+        y1 = self.m(x)
         y2 = self.m(y1)
-        y3 = self.m(y2)
-        return self.cv2(torch.cat((x, y1.contiguous(), y2.contiguous(), y3.contiguous()), 1))
+        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
 
 
 class DetectFused(Detect):
@@ -132,6 +131,8 @@ class DetectFused(Detect):
         return new
 
     def forward(self, x):
+        if self.export and not self.training and torch.onnx.is_in_onnx_export():
+            return self._forward_onnx(x)
         if self.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
             return super().forward(x)
         bs, n = x[0].shape[0], sum(self.na * t.shape[2] * t.shape[3] for t in x)  # 1x1 convs keep the grid sizes
@@ -151,6 +152,23 @@ class DetectFused(Detect):
             wh.copy_((wh * 2) ** 2 * self.anchor_grid[i])
             j += self.na * ny * nx
         return (out,) if self.export else (out, x)
+
+
+    def _forward_onnx(self, x):
+        """Detect's exported decode with the sigmoid moved onto each convolution's output, where ONNX Runtime fuses it
+        into the Conv (sigmoid is elementwise, so reshaping before or after it gives the same values)."""
+        z = []
+        for i in range(self.nl):
+            y = self.m[i](x[i]).sigmoid()
+            bs, _, ny, nx = y.shape
+            y = y.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
+            if self.dynamic or self.grid[i].shape[2:4] != y.shape[2:4]:
+                self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
+            xy, wh, conf = y.split((2, 2, self.nc + 1), 4)
+            xy = (xy * 2 + self.grid[i]) * self.stride[i]
+            wh = (wh * 2) ** 2 * self.anchor_grid[i]
+            z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
+        return (torch.cat(z, 1),)
 
 
 def inference_form(m: nn.Module) -> nn.Module | None:
