@@ -1,4 +1,4 @@
-"""The exact inference forms BaseModel.fuse() swaps in: CSPPCFused (CSPPC) and SPPFFused (SPPF)."""
+"""The inference form BaseModel.fuse() builds: CSPPCFused, SPPFFused, DetectFused, channels-last on CPU."""
 
 import logging
 from copy import deepcopy
@@ -113,6 +113,20 @@ def test_model_equals_trained(csppc_models):
     assert torch.equal(y2, y1)
 
 
+def test_fused_cpu_model_runs_channels_last(csppc_models):
+    model, fused = csppc_models
+    convs = [p for p in fused.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert not any(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()
+                   if p.dim() == 4 and p.shape[1] > 1 and p.shape[2:] != (1, 1))  # the trained model keeps NCHW
+    seen = {}
+    fused.model[2].cv2.register_forward_hook(lambda m, i, o: seen.update(out=o))
+    with torch.no_grad():
+        y = fused(torch.rand(1, 3, 64, 64))[0]  # an NCHW image in, like detect.py and val.py feed it
+    assert seen["out"].is_contiguous(memory_format=torch.channels_last)  # the first conv switched the layout
+    assert y.is_contiguous()  # detections keep YOLOv5's (batch, anchors x cells, 5 + nc) layout
+
+
 def test_fused_model_is_smaller(csppc_models):
     model, fused = csppc_models
     bn_only = deepcopy(model)
@@ -144,6 +158,9 @@ def test_onnx_export_runs_in_ort_and_opencv(csppc_models, tmp_path):
                     metadata={"stride": 32, "names": fused.names})
     graph = onnx.load(str(f)).graph
     inits = {i.name: i.dims for i in graph.initializer}
+    detect_convs = [n for n in graph.node if n.op_type == "Conv" and n.name.startswith(f"/model.{fused.model[-1].i}/")]
+    users = {i: n.op_type for n in graph.node for i in n.input}
+    assert len(detect_convs) == 3 and all(users[n.output[0]] == "Sigmoid" for n in detect_convs)  # ORT fuses them
     for m in fused.model:
         if isinstance(m, CSPPCFused):  # its 1x1 convolutions read c1 (cv1), then 2c and n*q channels (cv2)
             nodes = [n for n in graph.node if n.name.startswith(f"/model.{m.i}/")]

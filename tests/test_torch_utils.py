@@ -3,6 +3,7 @@
 import math
 import os
 import pickle
+import platform
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from utils.torch_utils import (
     save_atomic,
     smart_optimizer,
     smart_resume,
+    tune_cpu_allocator,
 )
 
 
@@ -153,3 +155,16 @@ def test_smart_resume_restores_optimizer_and_ema():
     assert torch.equal(ema2.ema[0].weight, ema.ema[0].weight)
     with pytest.raises(ValueError, match="nothing to resume"):
         smart_resume({**ckpt, "epoch": -1, "optimizer": None}, opt2, ema2, "best.pt", epochs=10, resume=True)
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_tune_cpu_allocator_sets_glibc_thresholds(monkeypatch):
+    assert tune_cpu_allocator() is True  # mallopt accepted both thresholds
+    assert tune_cpu_allocator(enable=False) is False
+    monkeypatch.setenv("YOLOV5_TUNE_MALLOC", "0")
+    assert tune_cpu_allocator() is False  # the documented opt-out
+
+
+def test_tune_cpu_allocator_is_a_no_op_off_glibc(monkeypatch):
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
+    assert tune_cpu_allocator() is False
