@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from export import export_onnx  # noqa: E402
 from models.yolo import Detect, DetectionModel  # noqa: E402
 from utils.general import LOGGER, set_logging  # noqa: E402
-from utils.torch_utils import get_flops  # noqa: E402
+from utils.torch_utils import get_flops, tune_cpu_allocator  # noqa: E402
 
 
 def passive_wait() -> bool:
@@ -67,6 +67,7 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), imgsz: in
         threads: int = 2, runs: int = 50, warmup: int = 10) -> list[dict]:
     """Time every model in PyTorch and ONNX Runtime, interleaved; log a table and return its rows."""
     torch.set_num_threads(threads)
+    tune_cpu_allocator()  # as detect.py and val.py run on CPU (select_device); YOLOV5_TUNE_MALLOC=0 to compare without
     pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         for c in cfg:
