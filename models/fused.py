@@ -131,8 +131,6 @@ class DetectFused(Detect):
         return new
 
     def forward(self, x):
-        if self.export and not self.training and torch.onnx.is_in_onnx_export():
-            return self._forward_onnx(x)
         if self.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
             return super().forward(x)
         bs, n = x[0].shape[0], sum(self.na * t.shape[2] * t.shape[3] for t in x)  # 1x1 convs keep the grid sizes
@@ -152,23 +150,6 @@ class DetectFused(Detect):
             wh.copy_((wh * 2) ** 2 * self.anchor_grid[i])
             j += self.na * ny * nx
         return (out,) if self.export else (out, x)
-
-
-    def _forward_onnx(self, x):
-        """Detect's exported decode with the sigmoid moved onto each convolution's output, where ONNX Runtime fuses it
-        into the Conv (sigmoid is elementwise, so reshaping before or after it gives the same values)."""
-        z = []
-        for i in range(self.nl):
-            y = self.m[i](x[i]).sigmoid()
-            bs, _, ny, nx = y.shape
-            y = y.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
-            if self.dynamic or self.grid[i].shape[2:4] != y.shape[2:4]:
-                self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
-            xy, wh, conf = y.split((2, 2, self.nc + 1), 4)
-            xy = (xy * 2 + self.grid[i]) * self.stride[i]
-            wh = (wh * 2) ** 2 * self.anchor_grid[i]
-            z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
-        return (torch.cat(z, 1),)
 
 
 def inference_form(m: nn.Module) -> nn.Module | None:

@@ -69,11 +69,15 @@ class Detect(nn.Module):
         for i in range(self.nl):
             x[i] = self.m[i](x[i])
             bs, _, ny, nx = x[i].shape
+            if not self.training:
+                # sigmoid straight on the convolution's output: elementwise, so the same values as after the reshape,
+                # and an exported graph then has Conv -> Sigmoid, which ONNX Runtime fuses into one kernel
+                y = x[i].sigmoid().view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
             x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
             if not self.training:
                 if self.dynamic or self.grid[i].shape[2:4] != x[i].shape[2:4]:
                     self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
-                xy, wh, conf = x[i].sigmoid().split((2, 2, self.nc + 1), 4)
+                xy, wh, conf = y.split((2, 2, self.nc + 1), 4)
                 xy = (xy * 2 + self.grid[i]) * self.stride[i]
                 wh = (wh * 2) ** 2 * self.anchor_grid[i]
                 z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
