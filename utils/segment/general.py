@@ -61,7 +61,8 @@ def _unpadded_window(padded: tuple[int, int], original: tuple[int, ...], ratio_p
     return top, left, int(padded[0] - pad[1]), int(padded[1] - pad[0])
 
 
-def scale_image(im1_shape: tuple[int, int], masks: np.ndarray, im0_shape: tuple[int, ...], ratio_pad=None) -> np.ndarray:
+def scale_image(im1_shape: tuple[int, int], masks: np.ndarray, im0_shape: tuple[int, ...],
+                ratio_pad=None) -> np.ndarray:
     """Masks (h, w, n) of the letterboxed input (im1_shape) cut to the image and resized to the original image."""
     if masks.shape[:2] != tuple(im1_shape[:2]):
         raise ValueError(f"masks of shape {masks.shape[:2]} do not have the letterboxed input's shape {im1_shape[:2]}")
