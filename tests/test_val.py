@@ -108,7 +108,7 @@ def test_oracle_gives_exact_metrics_plots_and_callbacks(tmp_path):
     # red and green found exactly: AP 0.995 (YOLOv5's ceiling) at every IoU; blue never found: AP 0
     assert map50 == pytest.approx(2 * 0.995 / 3, abs=1e-6)
     assert map50_95 == pytest.approx(2 * 0.995 / 3, abs=1e-6)
-    assert maps == pytest.approx([0.995, 0.995, 0.0], abs=1e-6)
+    assert maps.tolist() == pytest.approx([0.995, 0.995, 0.0], abs=1e-6)
     assert p == pytest.approx(2 / 3, abs=0.01) and r == pytest.approx(2 / 3, abs=0.01)
     assert losses == pytest.approx([1.0, 2.0, 3.0])  # mean over the 3 batches
     assert len(times) == 3 and all(t >= 0 for t in times)

@@ -27,6 +27,7 @@ from utils.dataset_check import (
     summary,
 )
 from utils.general import LOGGER, NUM_THREADS, RANK, TQDM_BAR_FORMAT, xyn2xy, xywhn2xyxy, xyxy2xywhn
+from utils.sources import LoadImages, LoadStreams  # noqa: F401  (v7.0 scripts import them from here)
 from utils.torch_utils import torch_distributed_zero_first
 
 HELP_MSG = "See the README section 'Datasets' for the expected images/ and labels/ layout"

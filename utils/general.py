@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import glob
+import inspect
 import logging
 import math
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,48 @@ def colorstr(*args: str) -> str:
         "bold": "\033[1m", "underline": "\033[4m", "end": "\033[0m",
     }
     return "".join(codes[s] for s in styles) + f"{text}" + codes["end"]
+
+
+def print_args(args: dict | argparse.Namespace | None = None, show_file: bool = True, show_func: bool = False) -> None:
+    """Log a run's arguments as one 'script: k=v, k=v' line; without args, the calling function's own arguments."""
+    frame = inspect.currentframe().f_back
+    if args is None:
+        info = inspect.getargvalues(frame)
+        args = {k: info.locals[k] for k in info.args}
+    elif isinstance(args, argparse.Namespace):
+        args = vars(args)
+    file = Path(frame.f_code.co_filename).resolve()
+    try:
+        name = file.relative_to(ROOT).with_suffix("").as_posix()
+    except ValueError:  # a caller outside the repository: its file name alone
+        name = file.stem
+    head = (f"{name}: " if show_file else "") + (f"{frame.f_code.co_name}: " if show_func else "")
+    LOGGER.info(colorstr(head) + ", ".join(f"{k}={v}" for k, v in args.items()))
+
+
+class Profile(contextlib.ContextDecorator):
+    """Time a block (with) or a function (@): .dt is the last duration in seconds, .t the running total.
+
+    CUDA runs asynchronously, so on a CUDA device the clock is read only after the queued work has finished.
+    """
+
+    def __init__(self, t: float = 0.0, device: torch.device | str | None = None):
+        self.t, self.dt = t, 0.0
+        self.cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+
+    def __enter__(self) -> Profile:
+        self.start = self.time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.dt = self.time() - self.start
+        self.t += self.dt
+
+    def time(self) -> float:
+        """Seconds on a monotonic clock, after waiting for pending CUDA work."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
 
 def make_divisible(x: float, divisor: int | torch.Tensor) -> int:
