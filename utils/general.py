@@ -442,6 +442,7 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
 
         LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes')...")
         opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
+        opts["segments"] = bool(generator.get("segments", False))  # polygon labels (shapes-seg.yaml)
         generate_shapes_dataset(root, **opts)
         absent = missing("train") + missing("val")
     if missing("val"):
