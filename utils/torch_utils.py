@@ -155,12 +155,29 @@ def get_flops(model: nn.Module, imgsz: int | list[int] = 640) -> float:
     im = torch.empty((1, p.shape[1] if p.dim() > 1 else 3, *size), device=p.device)
     try:
         with warnings_off():
-            flops = thop.profile(deepcopy(model), inputs=(im,), verbose=False,
-                                 custom_ops={nn.MultiheadAttention: count_multihead_attention})[0] / 1e9 * 2
+            flops = thop.profile(deepcopy(model), inputs=(im,), verbose=False, custom_ops=_thop_ops())[0] / 1e9 * 2
     except Exception as e:  # thop fails on some custom ops: a summary without GFLOPs is still useful
         LOGGER.debug(f"thop profiling failed: {e}")
         return 0.0
     return flops * imgsz[0] / size[0] * imgsz[1] / size[1]
+
+
+def _thop_ops() -> dict:
+    """thop hooks that differ from its defaults: nearest upsampling copies values, so it costs no multiply-adds;
+    attention, which thop counts as zero, costs its projections and its two products (count_multihead_attention).
+
+    Recent thop releases count one op per output element there; the releases YOLOv5's published GFLOPs were
+    measured with count none, and the difference is visible on segmentation models (Proto upsamples a large map).
+    """
+    from thop.vision.basic_hooks import count_upsample
+
+    def upsample(m, x, y):
+        if m.mode == "nearest":
+            m.total_ops += torch.zeros(1, dtype=torch.float64)
+        else:
+            count_upsample(m, x, y)
+
+    return {nn.Upsample: upsample, nn.MultiheadAttention: count_multihead_attention}
 
 
 @contextmanager
