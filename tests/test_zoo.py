@@ -34,7 +34,7 @@ ZOO = {
     "yolov3-spp.yaml": (62_998_749, [8, 16, 32], {"model.12.cv2.conv.weight": (512, 2048, 1, 1)}),
     "yolov3-tiny.yaml": (8_852_366, [16, 32], {"model.13.conv.weight": (1024, 512, 3, 3),
                                                "model.20.m.1.weight": (255, 512, 1, 1)}),
-    "yolov5-bifpn.yaml": (46_825_853, [8, 16, 32], {"model.20.cv1.conv.weight": (256, 1280, 1, 1)}),
+    "yolov5-bifpn.yaml": (46_825_853, [8, 16, 32], {"model.20.cv1.conv.weight": (256, 1024, 1, 1)}),
     "yolov5-fpn.yaml": (41_117_565, [8, 16, 32], {"model.10.cv1.conv.weight": (512, 1024, 1, 1)}),
     "yolov5-p2.yaml": (47_493_372, [4, 8, 16, 32], {"model.21.cv1.conv.weight": (64, 256, 1, 1),
                                                     "model.31.m.0.weight": (255, 128, 1, 1)}),
