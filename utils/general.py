@@ -408,8 +408,12 @@ def _dataset_names(names, file: str) -> dict[int, str]:
     return dict(sorted(out.items()))
 
 
-def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
-    """Load a dataset YAML (path or bare name in data/), resolving paths, names and nc; generate shapes if missing."""
+def check_dataset(data: str | Path | dict, autodownload: bool = True, timeout: float = 30.0) -> dict:
+    """Load a dataset YAML (path or bare name in data/), resolving paths, names and nc; generate or fetch if missing.
+
+    A missing dataset is generated ('generate:') or fetched from the URLs of 'download:' and converted by the
+    project's own 'convert:' function (utils/downloads.py); no text of the YAML is ever run.
+    """
     file, yaml_dir = "dataset dict", None
     if isinstance(data, (str, Path)):
         file = check_yaml(data)
@@ -444,9 +448,15 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
         opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
         generate_shapes_dataset(root, **opts)
         absent = missing("train") + missing("val")
+    elif absent and autodownload and data.get("download"):
+        from utils.downloads import download_dataset  # lazy: only a missing dataset needs the download code
+
+        download_dataset(data, file, timeout=timeout)
+        absent = missing("train") + missing("val")
     if missing("val"):
-        hint = " ('download:' is not followed: this project never downloads at run time)" if "download" in data else ""
-        raise FileNotFoundError(f"{file}: dataset not found, missing paths {missing('val')}{hint}")
+        from utils.downloads import missing_data_hint
+
+        raise FileNotFoundError(f"{file}: dataset not found, missing paths {missing('val')}. {missing_data_hint(data)}")
     if absent:
         LOGGER.warning(f"WARNING ⚠️ {file}: missing paths {absent}")
     return data
