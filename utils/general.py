@@ -446,6 +446,7 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True, timeout: f
 
         LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes')...")
         opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
+        opts["segments"] = bool(generator.get("segments", False))  # polygon labels (shapes-seg.yaml)
         generate_shapes_dataset(root, **opts)
         absent = missing("train") + missing("val")
     elif absent and autodownload and data.get("download"):
