@@ -14,6 +14,12 @@ import torch
 import torch.nn as nn
 
 from models.common import BLOCKS, DualPConv, PConv
+from models.extra_blocks import (
+    CrossConv,
+    MixConv2d,  # noqa: F401  (v7.0 pickles it as models.experimental.MixConv2d)
+    TransformerBlock,
+    TransformerLayer,
+)
 from models.fused import CSPPCFused, DetectFused, SPPFFused
 from models.yolo import BaseModel, Detect, DetectionModel
 from utils.general import LOGGER
@@ -22,7 +28,9 @@ from utils.torch_utils import save_atomic
 
 def _torch_nn_modules() -> list[type]:
     """Every nn.Module class torch.nn exports: their pickled state is data, rebuilding them runs no user code."""
-    return [c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, nn.Module)]
+    out = [c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, nn.Module)]
+    # nn.MultiheadAttention's out_proj is this Linear subclass, which torch.nn does not export by name
+    return out + [nn.modules.linear.NonDynamicallyQuantizableLinear]
 
 
 def _numpy_globals() -> list:
@@ -43,6 +51,9 @@ def safe_globals() -> list:
     project = [cls for cls, _ in BLOCKS.values()] + [BaseModel, DetectionModel, Detect, PConv, DualPConv]
     project += [CSPPCFused, SPPFFused, DetectFused]  # fuse()'s inference forms; checkpoints hold trained models
     project += [(DetectionModel, "models.yolo.Model"), (DetectionModel, "models.yolo.DetectionModel")]
+    project += [TransformerLayer, TransformerBlock]  # parts of C3TR, not YAML blocks themselves
+    # YOLOv5 before v6.1 kept CrossConv in models.experimental (MixConv2d is still there in v7.0: its own name)
+    project += [(CrossConv, "models.experimental.CrossConv")]
     metadata = [
         argparse.Namespace,
         pathlib.Path, pathlib.PosixPath, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,

@@ -21,6 +21,7 @@ if __name__ == "__main__":  # running as a script: make the repository importabl
 import torch
 import torch.nn as nn
 
+from models import extra_blocks  # noqa: F401  (registers v7.0's other blocks with parse_model)
 from models.common import BLOCKS, Conv, Proto, register, resolve_arg
 from utils.autoanchor import check_anchor_order
 from utils.general import LOGGER, check_yaml, make_divisible, yaml_load

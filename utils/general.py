@@ -276,6 +276,35 @@ def xyn2xy(x, w: int = 640, h: int = 640, padw: float = 0, padh: float = 0):
     return y
 
 
+def segment2box(segment: np.ndarray, width: float = 640, height: float = 640) -> np.ndarray:
+    """xyxy box around the points of one (n, 2) polygon that lie inside a width x height image; zeros if none do."""
+    x, y = segment[:, 0], segment[:, 1]
+    inside = (x >= 0) & (y >= 0) & (x <= width) & (y <= height)
+    x, y = x[inside], y[inside]
+    if not len(x):
+        return np.zeros(4, dtype=segment.dtype)
+    return np.array([x.min(), y.min(), x.max(), y.max()], dtype=segment.dtype)
+
+
+def segments2boxes(segments: list[np.ndarray]) -> np.ndarray:
+    """(n, 4) xywh boxes, each the extent of one (k, 2) polygon (no clipping)."""
+    boxes = np.zeros((len(segments), 4), dtype=np.float32)
+    for i, s in enumerate(segments):
+        boxes[i] = s[:, 0].min(), s[:, 1].min(), s[:, 0].max(), s[:, 1].max()
+    return xyxy2xywh(boxes)
+
+
+def resample_segments(segments: list[np.ndarray], n: int = 1000) -> list[np.ndarray]:
+    """Each (k, 2) polygon, closed, as n points spaced evenly in vertex index (linear between vertices)."""
+    out = []
+    for s in segments:
+        closed = np.concatenate((s, s[:1]), 0)
+        t = np.linspace(0, len(closed) - 1, n)  # position along the vertex list: 1.5 is halfway from vertex 1 to 2
+        idx = np.arange(len(closed))
+        out.append(np.stack((np.interp(t, idx, closed[:, 0]), np.interp(t, idx, closed[:, 1])), 1))
+    return out
+
+
 def clip_boxes(boxes, shape: tuple[int, int]) -> None:
     """Clip xyxy boxes in place to an image of shape (height, width)."""
     if isinstance(boxes, torch.Tensor):
@@ -410,8 +439,12 @@ def _dataset_names(names, file: str) -> dict[int, str]:
     return dict(sorted(out.items()))
 
 
-def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
-    """Load a dataset YAML (path or bare name in data/), resolving paths, names and nc; generate shapes if missing."""
+def check_dataset(data: str | Path | dict, autodownload: bool = True, timeout: float = 30.0) -> dict:
+    """Load a dataset YAML (path or bare name in data/), resolving paths, names and nc; generate or fetch if missing.
+
+    A missing dataset is generated ('generate:') or fetched from the URLs of 'download:' and converted by the
+    project's own 'convert:' function (utils/downloads.py); no text of the YAML is ever run.
+    """
     file, yaml_dir = "dataset dict", None
     if isinstance(data, (str, Path)):
         file = check_yaml(data)
@@ -444,11 +477,18 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
 
         LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes')...")
         opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
+        opts["segments"] = bool(generator.get("segments", False))  # polygon labels (shapes-seg.yaml)
         generate_shapes_dataset(root, **opts)
         absent = missing("train") + missing("val")
+    elif absent and autodownload and data.get("download"):
+        from utils.downloads import download_dataset  # lazy: only a missing dataset needs the download code
+
+        download_dataset(data, file, timeout=timeout)
+        absent = missing("train") + missing("val")
     if missing("val"):
-        hint = " ('download:' is not followed: this project never downloads at run time)" if "download" in data else ""
-        raise FileNotFoundError(f"{file}: dataset not found, missing paths {missing('val')}{hint}")
+        from utils.downloads import missing_data_hint
+
+        raise FileNotFoundError(f"{file}: dataset not found, missing paths {missing('val')}. {missing_data_hint(data)}")
     if absent:
         LOGGER.warning(f"WARNING ⚠️ {file}: missing paths {absent}")
     return data
