@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import inspect
 import logging
 import math
 import os
@@ -48,6 +49,34 @@ def colorstr(*args: str) -> str:
         "bold": "\033[1m", "underline": "\033[4m", "end": "\033[0m",
     }
     return "".join(codes[s] for s in styles) + f"{text}" + codes["end"]
+
+
+def print_args(args: dict | None = None, show_file: bool = True, show_func: bool = False) -> None:
+    """Log options on one line, 'detect: weights=a.pt, source=img.jpg'; args defaults to the caller's arguments."""
+    frame = inspect.currentframe().f_back
+    file, func = frame.f_code.co_filename, frame.f_code.co_name
+    if args is None:
+        names, _, _, values = inspect.getargvalues(frame)
+        args = {k: values[k] for k in names}
+    try:  # scripts in sub-folders are named by their path, e.g. 'segment/predict'
+        file = Path(file).resolve().relative_to(ROOT).with_suffix("").as_posix()
+    except ValueError:
+        file = Path(file).stem
+    prefix = (f"{file}: " if show_file else "") + (f"{func}: " if show_func else "")
+    LOGGER.info(colorstr(prefix) + ", ".join(f"{k}={v}" for k, v in args.items()))
+
+
+def inactive_options(opts: dict, inactive: dict[str, tuple[str, object, str]], why: str) -> str:
+    """One warning line naming each option of `inactive` (dest: (flag, default, feature)) that opts sets away from
+    its default, grouped by feature, with why it has no effect here; '' when none is set."""
+    used: dict[str, list[str]] = {}
+    for k, (flag, default, feature) in inactive.items():
+        if k in opts and opts[k] != default:
+            used.setdefault(feature, []).append(flag if opts[k] is True else f"{flag} {opts[k]}")
+    if not used:
+        return ""
+    parts = [f"{k} option{'s' * (len(v) > 1)} {' '.join(v)}" for k, v in used.items()]
+    return f"WARNING {' and '.join(parts)} ignored: {why}"
 
 
 def make_divisible(x: float, divisor: int | torch.Tensor) -> int:
