@@ -113,6 +113,32 @@ def test_model_equals_trained(csppc_models):
     assert torch.equal(y2, y1)
 
 
+@pytest.mark.parametrize("wants_grad", ["input", "params"])
+def test_fused_model_under_autograd(csppc_models, wants_grad):
+    """With grad mode on, the fast in-place decode would break autograd: the plain decode runs, same outputs."""
+    model, fused = csppc_models
+    fused = deepcopy(fused)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        y_trained, y_nograd = model(x)[0], fused(x)[0]
+    if wants_grad == "input":
+        fused.requires_grad_(False)
+        x.requires_grad_(True)
+    else:
+        fused.requires_grad_(True)
+    y, maps = fused(x)
+    assert y.requires_grad and y.shape == y_trained.shape
+    assert torch.equal(y.detach(), y_nograd)  # the plain decode's values are the fast decode's, bit for bit
+    assert rel_err(y.detach(), y_trained) <= 1e-5
+    y[..., 4].sum().backward()
+    if wants_grad == "input":
+        assert x.grad is not None and x.grad.shape == x.shape and float(x.grad.abs().sum()) > 0
+    else:
+        grads = [p.grad for p in fused.model[-1].parameters()]
+        assert all(g is not None for g in grads) and float(sum(g.abs().sum() for g in grads)) > 0
+        assert fused.model[2].cv1.weight.grad is not None  # reaches back through a CSPPCFused block
+
+
 def test_fused_cpu_model_runs_channels_last(csppc_models):
     model, fused = csppc_models
     convs = [p for p in fused.parameters() if p.dim() == 4]
