@@ -268,3 +268,12 @@ def test_download_spec_forms():
     assert url_filename("https://h/data%20set/patch%201.tar.gz?x=1") == "patch 1.tar.gz"
     with pytest.raises(ValueError, match="cannot tell a file name"):
         url_filename("https://h/")
+
+
+def test_corrupt_archive_is_removed_and_named(tmp_path, server):
+    server.files["/bad.zip"] = b"this is not a zip file"
+    f = write_yaml(tmp_path, path="../datasets/bad", train="images/train", val="images/val",
+                   download=server.url + "/bad.zip")
+    with pytest.raises(DownloadError, match=r"bad\.zip from http://127\.0\.0\.1:\d+/bad\.zip is not a readable"):
+        check_dataset(f, timeout=5)
+    assert not (tmp_path / "datasets" / "bad.zip").exists()

@@ -171,7 +171,12 @@ def download_dataset(data: dict, file: str = "dataset YAML", timeout: float = DE
                 raise DownloadError(f"{file}: {e}. Download it by hand and unpack it into {dst_dir}, "
                                     f"so that the dataset is found at {root}") from e
         if is_archive(target):
-            unpack_archive(target, dst_dir)
+            try:
+                unpack_archive(target, dst_dir)
+            except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+                target.unlink()  # a corrupt archive is fetched again next time instead of being reused
+                raise DownloadError(f"{file}: {target} from {url} is not a readable archive ({e}); removed it, "
+                                    f"run again or unpack the data into {dst_dir} by hand") from e
             target.unlink()
     if convert is not None:
         LOGGER.info(f"Converting {root} with the '{data['convert']}' converter...")
