@@ -189,6 +189,7 @@ def run(
         _set_precision(model, half)
     else:
         device = select_device(device, batch_size=batch_size)
+        half &= device.type != "cpu"  # FP16 only where it runs (CUDA); on CPU the default quietly means FP32
         save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, fp16=half)
