@@ -248,3 +248,13 @@ def test_visdrone_rows(tmp_path):
     assert lines(d / "labels" / "0001.txt") == [[0, 0.175, 0.4, 0.25, 0.4]]
     assert report.skipped == {"ignored regions": 1, "objects of class 11 (not one of the 10 classes)": 1,
                               "zero-area boxes": 1, "malformed rows": 1, "splits not present": 2}
+
+
+def test_voc_output_loads_with_the_project_loader(voc_root):
+    """The converted layout is what the loader expects: labels found beside images/, lists resolve."""
+    from utils.dataloaders import LoadImagesAndLabels
+
+    convert_voc(voc_root)
+    ds = LoadImagesAndLabels(str(voc_root / "train2007.txt"), img_size=64, batch_size=1)
+    assert [Path(f).name for f in ds.im_files] == ["000001.jpg"]
+    assert [round(v, 6) for v in ds.labels[0][0].tolist()] == [11.0, 0.35, 0.375, 0.5, 0.25]  # float32 in the loader

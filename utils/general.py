@@ -127,6 +127,19 @@ class Profile(contextlib.ContextDecorator):
         return time.perf_counter()
 
 
+def inactive_options(opts: dict, inactive: dict[str, tuple[str, object, str]], why: str) -> str:
+    """One warning line naming each option of `inactive` (dest: (flag, default, feature)) that opts sets away from
+    its default, grouped by feature, with why it has no effect here; '' when none is set."""
+    used: dict[str, list[str]] = {}
+    for k, (flag, default, feature) in inactive.items():
+        if k in opts and opts[k] != default:
+            used.setdefault(feature, []).append(flag if opts[k] is True else f"{flag} {opts[k]}")
+    if not used:
+        return ""
+    parts = [f"{k} option{'s' * (len(v) > 1)} {' '.join(v)}" for k, v in used.items()]
+    return f"WARNING {' and '.join(parts)} ignored: {why}"
+
+
 def make_divisible(x: float, divisor: int | torch.Tensor) -> int:
     """Round x up to the nearest multiple of divisor."""
     if isinstance(divisor, torch.Tensor):
