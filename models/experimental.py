@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.common import BLOCKS, DualPConv, PConv
+from models.common import BLOCKS, DualPConv, PConv, Proto
 from models.extra_blocks import (
     CrossConv,
     MixConv2d,  # noqa: F401  (v7.0 pickles it as models.experimental.MixConv2d)
@@ -23,7 +23,7 @@ from models.extra_blocks import (
     TransformerLayer,
 )
 from models.fused import CSPPCFused, DetectFused, SPPFFused
-from models.yolo import BaseModel, Detect, DetectionModel
+from models.yolo import BaseModel, Detect, DetectionModel, SegmentationModel
 from utils.general import LOGGER
 from utils.torch_utils import save_atomic
 
@@ -53,6 +53,7 @@ def safe_globals() -> list:
     project = [cls for cls, _ in BLOCKS.values()] + [BaseModel, DetectionModel, Detect, PConv, DualPConv]
     project += [CSPPCFused, SPPFFused, DetectFused]  # fuse()'s inference forms; checkpoints hold trained models
     project += [(DetectionModel, "models.yolo.Model"), (DetectionModel, "models.yolo.DetectionModel")]
+    project += [SegmentationModel, Proto]  # Segment is a YAML block; Proto lives inside it
     project += [TransformerLayer, TransformerBlock]  # parts of C3TR, not YAML blocks themselves
     # YOLOv5 before v6.1 kept CrossConv in models.experimental (MixConv2d is still there in v7.0: its own name)
     project += [(CrossConv, "models.experimental.CrossConv")]
