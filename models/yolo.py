@@ -380,7 +380,7 @@ def parse_opt(argv=None):
     parser.add_argument("--cfg", type=str, default="yolov5s.yaml", help="model.yaml (path or bare name)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size for --profile")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="image size for GFLOPs")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
     parser.add_argument("--profile", action="store_true", help="profile model speed layer by layer")
     return parser.parse_args(argv)
 

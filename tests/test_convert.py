@@ -232,3 +232,29 @@ def test_unknown_converter_name():
     assert set(CONVERTERS) == {"voc", "visdrone", "sku110k", "globalwheat", "argoverse", "objects365", "xview"}
     with pytest.raises(ValueError, match="x.yaml: unknown converter 'convert: exec'"):
         get_converter("exec", "x.yaml")
+
+
+def test_visdrone_rows(tmp_path):
+    d = tmp_path / "VisDrone2019-DET-val"
+    image(d / "images" / "0001.jpg", 40, 20)
+    (d / "annotations").mkdir()
+    (d / "annotations" / "0001.txt").write_text(
+        "2,4,10,8,1,1,0,0\n"  # pedestrian: x 2..12 of 40, y 4..12 of 20
+        "0,0,5,5,0,0,0,0\n"  # ignored region (score 0)
+        "1,1,5,5,1,11,0,0\n"  # 'others'
+        "3,3,0,4,1,4,0,0\n"  # zero width
+        "a,b,c\n")  # malformed
+    report = main(["visdrone", str(tmp_path)])
+    assert lines(d / "labels" / "0001.txt") == [[0, 0.175, 0.4, 0.25, 0.4]]
+    assert report.skipped == {"ignored regions": 1, "objects of class 11 (not one of the 10 classes)": 1,
+                              "zero-area boxes": 1, "malformed rows": 1, "splits not present": 2}
+
+
+def test_voc_output_loads_with_the_project_loader(voc_root):
+    """The converted layout is what the loader expects: labels found beside images/, lists resolve."""
+    from utils.dataloaders import LoadImagesAndLabels
+
+    convert_voc(voc_root)
+    ds = LoadImagesAndLabels(str(voc_root / "train2007.txt"), img_size=64, batch_size=1)
+    assert [Path(f).name for f in ds.im_files] == ["000001.jpg"]
+    assert [round(v, 6) for v in ds.labels[0][0].tolist()] == [11.0, 0.35, 0.375, 0.5, 0.25]  # float32 in the loader

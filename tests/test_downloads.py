@@ -268,3 +268,25 @@ def test_download_spec_forms():
     assert url_filename("https://h/data%20set/patch%201.tar.gz?x=1") == "patch 1.tar.gz"
     with pytest.raises(ValueError, match="cannot tell a file name"):
         url_filename("https://h/")
+
+
+def test_corrupt_archive_is_removed_and_named(tmp_path, server):
+    server.files["/bad.zip"] = b"this is not a zip file"
+    f = write_yaml(tmp_path, path="../datasets/bad", train="images/train", val="images/val",
+                   download=server.url + "/bad.zip")
+    with pytest.raises(DownloadError, match=r"bad\.zip from http://127\.0\.0\.1:\d+/bad\.zip is not a readable"):
+        check_dataset(f, timeout=5)
+    assert not (tmp_path / "datasets" / "bad.zip").exists()
+
+
+def test_second_run_fetches_only_what_failed(tmp_path, server):
+    server.files["/part1.zip"] = zip_bytes({"two/images/train/a.png": png_bytes()})
+    f = write_yaml(tmp_path, path="../datasets/two", train="images/train", val="images/val",
+                   download=[server.url + "/part1.zip", server.url + "/part2.zip"])
+    with pytest.raises(DownloadError, match="part2.zip: download failed"):
+        check_dataset(f, timeout=5)
+    root = tmp_path / "datasets" / "two"
+    assert (root / "images" / "train" / "a.png").exists() and (root / ".downloaded").read_text().count("\n") == 1
+    server.files["/part2.zip"] = zip_bytes({"two/images/val/b.png": png_bytes()})
+    check_dataset(f, timeout=5)
+    assert server.requests == ["/part1.zip", "/part2.zip", "/part2.zip"]

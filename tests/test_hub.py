@@ -91,6 +91,7 @@ def test_custom_path_without_suffix_finds_its_pt(tmp_path, monkeypatch):
 def test_quiet_loading_still_prints_results(tmp_path, records):
     """_verbose=False silences loading only: results.print() and save() still log, and the level is restored."""
     weights = make_checkpoint(tmp_path / "best.pt")
+    records.clear()  # building the checkpoint logged its layer table (the logger is at INFO from import)
     model = torch.hub.load(str(ROOT), "custom", path=str(weights), source="local", _verbose=False)
     assert records == [] and logging.getLogger("yolov5").level == logging.INFO
     results = model(shapes_image(96, 128)[..., ::-1].copy(), size=96)

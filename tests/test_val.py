@@ -195,6 +195,22 @@ def test_checkpoint_val_outputs(tmp_path, weights, caplog, capsys, monkeypatch):
     assert (tmp_path / "runs" / "exp2").is_dir()
 
 
+def test_run_from_python_logs_results_and_no_fp16_warning_on_cpu(tmp_path, weights, caplog):
+    # no set_logging call and no caplog level: importing the package leaves the project logger at INFO
+    data_yaml = make_dataset(tmp_path / "ds")
+    for half in (True, False):  # True is run()'s default, as in v7.0; on CPU it must quietly mean FP32
+        caplog.clear()
+        results, _, _ = val.run(str(data_yaml), weights=str(weights), imgsz=64, batch_size=2, device="cpu",
+                                project=tmp_path / "runs", workers=0, plots=False, half=half)
+        assert not [r for r in caplog.records if "FP16" in r.getMessage() or "half" in r.getMessage().lower()]
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any(m.split()[:3] == ["all", "5", "9"] for m in caplog.messages)
+        assert "Speed: " in caplog.text and "Results saved to" in caplog.text
+        if half:
+            first = results
+    assert first == results  # FP32 both times: the same figures
+
+
 def test_wrong_class_count_and_bad_class_labels(tmp_path, weights, caplog):
     data_yaml = make_dataset(tmp_path / "ds", extra_labels={"000004": ["7 0.5 0.5 0.2 0.2"]})
     with pytest.raises(ValueError, match="2 classes"):

@@ -73,4 +73,7 @@ def main(argv: list[str] | None = None) -> ConvertReport:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, FileExistsError, ValueError) as e:  # bad input: the message, not a traceback
+        raise SystemExit(f"ERROR: {e}") from None

@@ -73,15 +73,23 @@ def create_dataloader(
     shuffle: bool = False,
     seed: int = 0,
     nc: int | None = None,
+    dataset_cls: type | None = None,
+    dataset_kwargs: dict | None = None,
 ) -> tuple[DataLoader, LoadImagesAndLabels]:
-    """Build (loader, dataset); with nc given, label lines with a class >= nc are dropped with a warning."""
+    """Build (loader, dataset); with nc given, label lines with a class >= nc are dropped with a warning.
+
+    dataset_cls (a LoadImagesAndLabels subclass, with its collate functions) and dataset_kwargs let a task such
+    as segmentation load more per image through the same loader.
+    """
+    dataset_cls = dataset_cls or LoadImagesAndLabels
     if rect and shuffle:
         LOGGER.warning("WARNING ⚠️ --rect is incompatible with DataLoader shuffle, setting shuffle=False")
         shuffle = False
     with torch_distributed_zero_first(rank):  # rank 0 scans and writes the cache, the others then read it
-        dataset = LoadImagesAndLabels(
+        dataset = dataset_cls(
             path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect, cache_images=cache,
             single_cls=single_cls, stride=int(stride), pad=pad, image_weights=image_weights, prefix=prefix,
+            **(dataset_kwargs or {}),
         )
     if nc is not None:
         dataset.check_classes(nc)
@@ -100,7 +108,7 @@ def create_dataloader(
         num_workers=nw,
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
-        collate_fn=LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn,
+        collate_fn=dataset_cls.collate_fn4 if quad else dataset_cls.collate_fn,
         worker_init_fn=seed_worker,
         generator=generator,
     )

@@ -20,6 +20,7 @@ from utils.general import LOGGER, TQDM_BAR_FORMAT
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 DEFAULT_TIMEOUT = 30.0  # seconds without an answer (connect or between two reads) before a download gives up
 CHUNK = 1 << 20  # bytes per read
+DONE_FILE = ".downloaded"  # in the dataset root: one line per URL fetched and unpacked
 
 
 class DownloadError(RuntimeError):
@@ -160,8 +161,13 @@ def download_dataset(data: dict, file: str = "dataset YAML", timeout: float = DE
     root = Path(data["path"])
     entries = parse_download_spec(data["download"], file)
     convert = get_converter(data["convert"], file) if data.get("convert") else None  # unknown name: fail first
+    state = root / DONE_FILE  # URLs unpacked by earlier runs, so a failure halfway does not refetch everything
+    done = set(state.read_text().split()) if state.exists() else set()
     for url, subdir in entries:
         dst_dir = root.parent if subdir is None else root / subdir  # a bare URL unpacks beside path, as in YOLOv5
+        if url in done:
+            LOGGER.info(f"Skipping {url}: unpacked by an earlier run (remove {state} to fetch it again)")
+            continue
         target = dst_dir / url_filename(url)
         LOGGER.info(f"Dataset not found at {root}, downloading {url} to {dst_dir}...")
         if not target.exists():  # a complete earlier download is reused: files are renamed only when complete
@@ -171,12 +177,19 @@ def download_dataset(data: dict, file: str = "dataset YAML", timeout: float = DE
                 raise DownloadError(f"{file}: {e}. Download it by hand and unpack it into {dst_dir}, "
                                     f"so that the dataset is found at {root}") from e
         if is_archive(target):
-            unpack_archive(target, dst_dir)
+            try:
+                unpack_archive(target, dst_dir)
+            except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+                target.unlink()  # a corrupt archive is fetched again next time instead of being reused
+                raise DownloadError(f"{file}: {target} from {url} is not a readable archive ({e}); removed it, "
+                                    f"run again or unpack the data into {dst_dir} by hand") from e
             target.unlink()
+        root.mkdir(parents=True, exist_ok=True)
+        with open(state, "a") as f:
+            f.write(url + "\n")
     if convert is not None:
         LOGGER.info(f"Converting {root} with the '{data['convert']}' converter...")
         convert(root)
-
 
 
 def missing_data_hint(data: dict) -> str:

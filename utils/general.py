@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -29,18 +30,48 @@ LOGGER = logging.getLogger(LOGGING_NAME)
 TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # one tqdm bar layout for every loop
 
 
+class _ProjectLogHandler(logging.StreamHandler):
+    """Plain messages to the current sys.stderr, unless a root-logger handler will show the record anyway.
+
+    The stream is looked up per record, so pytest's capsys and notebooks that swap sys.stderr see the lines. An
+    application that configures logging itself (logging.basicConfig, pytest's log capture) gets each record once,
+    through its own root handlers and format, because the project logger keeps propagating.
+    """
+
+    def __init__(self, name: str = LOGGING_NAME):
+        """A handler for the logger called name (its propagate flag decides whether root handlers see records)."""
+        super().__init__()
+        self.logger_name = name
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        """Whatever sys.stderr is now."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # StreamHandler.__init__ assigns a stream; this handler always follows sys.stderr
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Emit only records that no root handler will print."""
+        if logging.getLogger(self.logger_name).propagate:
+            if any(record.levelno >= h.level for h in logging.getLogger().handlers):
+                return False
+        return bool(super().filter(record))
+
+
 def set_logging(name: str = LOGGING_NAME, verbose: bool = True) -> logging.Logger:
-    """Give the project logger one plain stream handler; ranks other than 0 log warnings only."""
+    """Give the project logger its stream handler (once) and level INFO; ranks other than 0 log warnings only."""
     level = logging.INFO if verbose and RANK in {-1, 0} else logging.WARNING
     logger = logging.getLogger(name)
     logger.setLevel(level)
-    if not any(getattr(h, "_yolo", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._yolo = True
-        logger.addHandler(handler)
-    logger.propagate = False
+    if not any(isinstance(h, _ProjectLogHandler) for h in logger.handlers):
+        logger.addHandler(_ProjectLogHandler(name))
     return logger
+
+
+set_logging()  # the one import-time action: run() called from Python logs its tables and paths, as the CLIs do
 
 
 def colorstr(*args: str) -> str:
@@ -94,6 +125,19 @@ class Profile(contextlib.ContextDecorator):
         if self.cuda:
             torch.cuda.synchronize()
         return time.perf_counter()
+
+
+def inactive_options(opts: dict, inactive: dict[str, tuple[str, object, str]], why: str) -> str:
+    """One warning line naming each option of `inactive` (dest: (flag, default, feature)) that opts sets away from
+    its default, grouped by feature, with why it has no effect here; '' when none is set."""
+    used: dict[str, list[str]] = {}
+    for k, (flag, default, feature) in inactive.items():
+        if k in opts and opts[k] != default:
+            used.setdefault(feature, []).append(flag if opts[k] is True else f"{flag} {opts[k]}")
+    if not used:
+        return ""
+    parts = [f"{k} option{'s' * (len(v) > 1)} {' '.join(v)}" for k, v in used.items()]
+    return f"WARNING {' and '.join(parts)} ignored: {why}"
 
 
 def make_divisible(x: float, divisor: int | torch.Tensor) -> int:
@@ -446,6 +490,7 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True, timeout: f
 
         LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes')...")
         opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
+        opts["segments"] = bool(generator.get("segments", False))  # polygon labels (shapes-seg.yaml)
         generate_shapes_dataset(root, **opts)
         absent = missing("train") + missing("val")
     elif absent and autodownload and data.get("download"):

@@ -9,6 +9,7 @@ import platform
 import time
 from contextlib import contextmanager
 from copy import deepcopy
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -205,8 +206,10 @@ def model_info(model: nn.Module, verbose: bool = False, imgsz: int | list[int] =
                 f"{p.mean():10.3g} {p.std() if p.numel() > 1 else 0:10.3g}"
             )
     flops = get_flops(model, imgsz)
-    name = getattr(model, "yaml_file", "") or "Model"
-    LOGGER.info(f"{name} summary: {n_l} layers, {n_p:,} parameters, {n_g:,} gradients, {flops:.1f} GFLOPs")
+    yaml_file = getattr(model, "yaml_file", "")
+    name = Path(yaml_file).stem.replace("yolov5", "YOLOv5") if yaml_file else "Model"  # yolov5n.yaml -> YOLOv5n
+    gflops = f", {flops:.1f} GFLOPs" if flops else ""  # thop missing or failed: no figure rather than a wrong 0.0
+    LOGGER.info(f"{name} summary: {n_l} layers, {n_p} parameters, {n_g} gradients{gflops}")
     return n_l, n_p, n_g, flops
 
 
