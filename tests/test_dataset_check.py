@@ -1,7 +1,6 @@
 """Verification of image/label pairs and the label cache, on a fixture folder of broken files."""
 
 import io
-import logging
 import pickle
 import re
 import shutil
@@ -14,7 +13,6 @@ from PIL import Image
 
 import utils.dataset_check as dc
 from utils.dataloaders import LoadImagesAndLabels
-from utils.general import LOGGER
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken_dataset"
 GOOD = ["background.jpg", "bitmap.bmp", "class_high.jpg", "duplicate_rows.jpg", "empty_label.jpg", "eoi_missing.jpg",
@@ -31,20 +29,6 @@ CORRUPT = {  # file: words the warning must contain
     "out_of_bounds.jpg": "coordinate > 1",
     "nan_value.jpg": "non-finite",
 }
-
-
-@pytest.fixture
-def logs():
-    """Messages logged through the project logger during a test."""
-    lines = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = lambda record: lines.append(record.getMessage())
-    level = LOGGER.level
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(logging.INFO)
-    yield lines
-    LOGGER.removeHandler(handler)
-    LOGGER.setLevel(level)
 
 
 @pytest.fixture
