@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from utils.dataloaders import create_dataloader  # noqa: E402
 from utils.general import (  # noqa: E402
     LOGGER,
     TQDM_BAR_FORMAT,
+    Profile,
     check_dataset,
     check_img_size,
     check_yaml,
@@ -49,26 +49,6 @@ from utils.plots import output_to_target, plot_images, plot_val_study  # noqa: E
 from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
 
 STUDY_SIZES = tuple(range(256, 1536 + 128, 128))  # --task study image sizes, as YOLOv5
-
-
-class Profile:
-    """Context manager accumulating wall time in seconds in .t, waiting for CUDA work so timings are real."""
-
-    def __init__(self, device: torch.device | None = None):
-        self.t = 0.0
-        self.cuda = device is not None and device.type == "cuda"
-
-    def __enter__(self):
-        self.start = self._time()
-        return self
-
-    def __exit__(self, *args):
-        self.t += self._time() - self.start
-
-    def _time(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
 
 
 def coco80_to_coco91_class() -> list[int]:
@@ -233,7 +213,7 @@ def run(
     s = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
     tp, fp, p, r, f1, mp, mr, map50, ap50, map = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     ap, ap_class = np.zeros((0, niou)), np.zeros(0, dtype=int)
-    dt = Profile(device), Profile(device), Profile(device)  # pre-process, inference, NMS
+    dt = Profile(device=device), Profile(device=device), Profile(device=device)  # pre-process, inference, NMS
     loss = torch.zeros(3, device=device)
     jdict, stats = [], []
     callbacks.run("on_val_start")
