@@ -126,3 +126,63 @@ def yolov5s_csppc(pretrained: bool = True, channels: int = 3, classes: int = 80,
                   _verbose: bool = True, device=None):
     """YOLOv5-small with CSPPC (partial-convolution CSP) blocks."""
     return _create("yolov5s_csppc", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5n6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+             _verbose: bool = True, device=None):
+    """YOLOv5-nano-P6: four output levels (P3-P6), for 1280 images."""
+    return _create("yolov5n6", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5s6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+             _verbose: bool = True, device=None):
+    """YOLOv5-small-P6: four output levels (P3-P6), for 1280 images."""
+    return _create("yolov5s6", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5m6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+             _verbose: bool = True, device=None):
+    """YOLOv5-medium-P6: four output levels (P3-P6), for 1280 images."""
+    return _create("yolov5m6", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5l6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+             _verbose: bool = True, device=None):
+    """YOLOv5-large-P6: four output levels (P3-P6), for 1280 images."""
+    return _create("yolov5l6", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5x6(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+             _verbose: bool = True, device=None):
+    """YOLOv5-xlarge-P6: four output levels (P3-P6), for 1280 images."""
+    return _create("yolov5x6", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5m_csppc(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+                  _verbose: bool = True, device=None):
+    """YOLOv5-medium with CSPPC (partial-convolution CSP) blocks."""
+    return _create("yolov5m_csppc", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5l_csppc(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+                  _verbose: bool = True, device=None):
+    """YOLOv5-large with CSPPC (partial-convolution CSP) blocks."""
+    return _create("yolov5l_csppc", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5x_csppc(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+                  _verbose: bool = True, device=None):
+    """YOLOv5-xlarge with CSPPC (partial-convolution CSP) blocks."""
+    return _create("yolov5x_csppc", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5n6_csppc(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+                   _verbose: bool = True, device=None):
+    """YOLOv5-nano-P6 with CSPPC (partial-convolution CSP) blocks."""
+    return _create("yolov5n6_csppc", pretrained, channels, classes, autoshape, _verbose, device)
+
+
+def yolov5s6_csppc(pretrained: bool = True, channels: int = 3, classes: int = 80, autoshape: bool = True,
+                   _verbose: bool = True, device=None):
+    """YOLOv5-small-P6 with CSPPC (partial-convolution CSP) blocks."""
+    return _create("yolov5s6_csppc", pretrained, channels, classes, autoshape, _verbose, device)

@@ -294,10 +294,16 @@ class Proto(nn.Module):
 
 
 def __getattr__(name: str):
-    """PEP 562: `from models.common import DetectMultiBackend` (as in YOLOv5) without importing backends eagerly."""
+    """PEP 562: `from models.common import DetectMultiBackend` or `GhostConv` (as in YOLOv5) without import cycles."""
     # models.backends imports models.experimental, which imports this module, so a top-level import would cycle
     if name in ("DetectMultiBackend", "AutoShape", "Detections"):
         from models import backends
 
         return getattr(backends, name)
+    # the rest of YOLOv5 v7.0's blocks live in models.extra_blocks (which imports this module) and are named
+    # models.common.<Name> in v7.0 checkpoints: unpickling and `from models.common import GhostConv` resolve here
+    from models import extra_blocks
+
+    if name in {c.__name__ for c in extra_blocks.COMMON_BLOCKS}:
+        return getattr(extra_blocks, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ if __name__ == "__main__":  # running as a script: make the repository importabl
 import torch
 import torch.nn as nn
 
+from models import extra_blocks  # noqa: F401  (registers v7.0's other blocks with parse_model)
 from models.common import BLOCKS, Conv, Proto, register, resolve_arg
 from utils.autoanchor import check_anchor_order
 from utils.general import LOGGER, check_yaml, make_divisible, yaml_load
@@ -379,7 +380,7 @@ def parse_opt(argv=None):
     parser.add_argument("--cfg", type=str, default="yolov5s.yaml", help="model.yaml (path or bare name)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size for --profile")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="image size for GFLOPs")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
     parser.add_argument("--profile", action="store_true", help="profile model speed layer by layer")
     return parser.parse_args(argv)
 

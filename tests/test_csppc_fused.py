@@ -1,6 +1,5 @@
 """The inference form BaseModel.fuse() builds: CSPPCFused, SPPFFused, DetectFused, channels-last on CPU."""
 
-import logging
 from copy import deepcopy
 
 import cv2
@@ -16,7 +15,6 @@ from models.fused import CSPPCFused, DetectFused, SPPFFused, inference_form
 from models.yolo import Detect, DetectionModel
 from models.yolo import run as yolo_run
 from tests.conftest import randomize_bn
-from utils.general import LOGGER
 from utils.torch_utils import get_flops
 
 
@@ -204,17 +202,7 @@ def test_onnx_export_runs_in_ort_and_opencv(csppc_models, tmp_path):
     assert np.abs(y_cv - y).max() / scale <= 1e-4
 
 
-def test_cli_reports_trained_and_fused():
-    lines = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    level = LOGGER.level
-    LOGGER.setLevel(logging.INFO)
-    try:
-        yolo_run(cfg="yolov5n-csppc.yaml", imgsz=640, device="cpu")
-    finally:
-        LOGGER.removeHandler(handler)
-        LOGGER.setLevel(level)
-    line = next(s for s in lines if "trained" in s and "fused" in s)
+def test_cli_reports_trained_and_fused(logs):
+    yolo_run(cfg="yolov5n-csppc.yaml", imgsz=640, device="cpu")
+    line = next(s for s in logs if "trained" in s and "fused" in s)
     assert "trained 1,480,445 parameters 3.55 GFLOPs" in line and "fused 1,392,205 parameters 3.26 GFLOPs" in line

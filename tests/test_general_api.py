@@ -1,43 +1,26 @@
 """The helpers YOLOv5 v7.0 scripts import from utils.general: print_args and Profile."""
 
 import argparse
-import logging
-
-import pytest
 
 import utils.general as general
-from utils.general import LOGGER, Profile, print_args
-
-
-@pytest.fixture
-def records():
-    """The project logger's records, captured by a handler of our own (whatever its propagate setting)."""
-    out = []
-    handler = logging.Handler()
-    handler.emit = lambda r: out.append(r.getMessage())
-    level = LOGGER.level
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(logging.INFO)
-    yield out
-    LOGGER.removeHandler(handler)
-    LOGGER.setLevel(level)
+from utils.general import Profile, print_args
 
 
 def _run(weights="a.pt", imgsz=64, half=False):
     print_args()
 
 
-def test_print_args_reads_the_callers_arguments(records):
+def test_print_args_reads_the_callers_arguments(logs):
     _run(imgsz=96)
-    assert len(records) == 1
-    assert records[0].endswith("tests/test_general_api: \x1b[0mweights=a.pt, imgsz=96, half=False")
+    assert len(logs) == 1
+    assert logs[0].endswith("tests/test_general_api: \x1b[0mweights=a.pt, imgsz=96, half=False")
 
 
-def test_print_args_takes_a_namespace_or_dict(records):
+def test_print_args_takes_a_namespace_or_dict(logs):
     print_args(argparse.Namespace(data="coco.yaml", epochs=3), show_file=False)
     print_args({"x": [1, 2]}, show_file=False, show_func=True)
-    assert records[0].endswith("\x1b[0mdata=coco.yaml, epochs=3")
-    assert "test_print_args_takes_a_namespace_or_dict: " in records[1] and records[1].endswith("x=[1, 2]")
+    assert logs[0].endswith("\x1b[0mdata=coco.yaml, epochs=3")
+    assert "test_print_args_takes_a_namespace_or_dict: " in logs[1] and logs[1].endswith("x=[1, 2]")
 
 
 def test_profile_as_context_and_decorator(monkeypatch):
