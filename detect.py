@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from models.backends import DetectMultiBackend
+from models.experimental import strip_optimizer
 from utils.general import (
     LOGGER,
     ROOT,
@@ -34,6 +35,7 @@ from utils.general import (
     colorstr,
     increment_path,
     non_max_suppression,
+    print_args,
     scale_boxes,
     set_logging,
     xyxy2xywh,
@@ -100,7 +102,7 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
         classes: list[int] | None = None, agnostic_nms: bool = False, augment: bool = False,
         visualize: bool = False, project: str | Path = ROOT / "runs/detect", name: str = "exp",
         exist_ok: bool = False, line_thickness: int = 3, hide_labels: bool = False, hide_conf: bool = False,
-        half: bool = False, dnn: bool = False, vid_stride: int = 1) -> Path:
+        half: bool = False, dnn: bool = False, vid_stride: int = 1, update: bool = False) -> Path:
     """Detect objects in source with the model in weights; returns the run folder."""
     source = str(source)
     save_img = not nosave
@@ -181,38 +183,48 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
         n = len(list(save_dir.glob("labels/*.txt")))
         extra = f"\n{n} label{'s' * (n != 1)} saved to {save_dir / 'labels'}" if save_txt else ""
         LOGGER.info(f"Results saved to {colorstr('bold', str(save_dir))}{extra}")
+    if update:  # v7.0's --update: rewrite the weights without their optimizer state, FP16 EMA as the model
+        for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+            if Path(w).suffix == ".pt":
+                strip_optimizer(w)
+            else:
+                LOGGER.warning(f"WARNING --update only applies to .pt checkpoints; {w} left unchanged")
     return save_dir
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags as YOLOv5 v7.0's detect.py names them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model path(s)")
-    parser.add_argument("--source", type=str, default=ROOT / "data/images", help="file/dir/glob/.txt/URL, 0 for webcam")
-    parser.add_argument("--data", type=str, default=None, help="(optional) dataset.yaml for names the model lacks")
-    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="inference size h,w")
-    parser.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
-    parser.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
-    parser.add_argument("--max-det", type=int, default=1000, help="maximum detections per image")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--view-img", action="store_true", help="show results")
-    parser.add_argument("--save-txt", action="store_true", help="save results to *.txt")
-    parser.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
-    parser.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
-    parser.add_argument("--nosave", action="store_true", help="do not save images/videos")
-    parser.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
-    parser.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
-    parser.add_argument("--augment", action="store_true", help="augmented inference")
-    parser.add_argument("--visualize", action="store_true", help="visualize features")
-    parser.add_argument("--project", default=ROOT / "runs/detect", help="save results to project/name")
-    parser.add_argument("--name", default="exp", help="save results to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    parser.add_argument("--line-thickness", default=3, type=int, help="box thickness at 640 px (scales with image)")
-    parser.add_argument("--hide-labels", default=False, action="store_true", help="hide labels")
-    parser.add_argument("--hide-conf", default=False, action="store_true", help="hide confidences")
-    parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
-    parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
-    parser.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride")
+    add = parser.add_argument
+    add("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt",
+        help="model file(s): .pt, .torchscript, .onnx or an _openvino_model folder")
+    add("--source", type=str, default=ROOT / "data/images",
+        help="image, video, folder, glob, .txt list or stream URL; 0 is the webcam")
+    add("--data", type=str, default=None, help="dataset YAML for class names the model does not carry (optional)")
+    add("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="input size: one side, or h w")
+    add("--conf-thres", type=float, default=0.25, help="lowest confidence a kept detection may have")
+    add("--iou-thres", type=float, default=0.45, help="overlap (IoU) above which NMS drops the weaker box")
+    add("--max-det", type=int, default=1000, help="keep at most this many detections per image")
+    add("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
+    add("--view-img", action="store_true", help="show each annotated frame in a window")
+    add("--save-txt", action="store_true", help="write detections as YOLO label files under labels/")
+    add("--save-conf", action="store_true", help="add the confidence to each --save-txt line")
+    add("--save-crop", action="store_true", help="save each detected box as an image under crops/<class>/")
+    add("--nosave", action="store_true", help="write no annotated images or videos")
+    add("--classes", nargs="+", type=int, help="keep only these class indices, e.g. --classes 0 2")
+    add("--agnostic-nms", action="store_true", help="suppress overlaps across classes, not within each class")
+    add("--augment", action="store_true", help="test-time augmentation: merge flipped and rescaled passes")
+    add("--visualize", action="store_true", help="save the feature maps of every layer")
+    add("--update", action="store_true", help="afterwards, drop the optimizer state from the .pt weights file(s)")
+    add("--project", default=ROOT / "runs/detect", help="folder that holds the run folders")
+    add("--name", default="exp", help="run folder name under --project, numbered when taken")
+    add("--exist-ok", action="store_true", help="reuse --project/--name instead of numbering a new folder")
+    add("--line-thickness", default=3, type=int, help="box thickness at 640 px (scales with image)")
+    add("--hide-labels", default=False, action="store_true", help="draw boxes without class names")
+    add("--hide-conf", default=False, action="store_true", help="draw class names without confidences")
+    add("--half", action="store_true", help="FP16 inference (CUDA only)")
+    add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
+    add("--vid-stride", type=int, default=1, help="read every Nth video frame")
     opt = parser.parse_args(argv)
     if isinstance(opt.weights, list) and len(opt.weights) == 1:
         opt.weights = opt.weights[0]
@@ -220,7 +232,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(opt: argparse.Namespace) -> Path:
-    """Run detection with the parsed flags."""
+    """Echo the flags, then run detection with them."""
+    print_args(vars(opt))
     return run(**vars(opt))
 
 

@@ -33,9 +33,32 @@ from models.experimental import attempt_load
 from models.yolo import Detect
 from utils.augmentations import letterbox
 from utils.export_formats import FORMATS, SUPPORTED, export_path, format_of
-from utils.general import LOGGER, ROOT, check_img_size, check_yaml, colorstr, set_logging, yaml_load, yaml_save
+from utils.general import (
+    LOGGER,
+    ROOT,
+    check_img_size,
+    check_yaml,
+    colorstr,
+    inactive_options,
+    print_args,
+    set_logging,
+    yaml_load,
+    yaml_save,
+)
 from utils.sources import IMG_FORMATS
 from utils.torch_utils import select_device
+
+# YOLOv5 v7.0's TensorFlow and TensorRT options: accepted so v7.0 command lines run, reported when set
+INACTIVE = {
+    "keras": ("--keras", False, "TensorFlow"),
+    "nms": ("--nms", False, "TensorFlow"),
+    "agnostic_nms": ("--agnostic-nms", False, "TensorFlow"),
+    "topk_per_class": ("--topk-per-class", 100, "TensorFlow"),
+    "topk_all": ("--topk-all", 100, "TensorFlow"),
+    "iou_thres": ("--iou-thres", 0.45, "TensorFlow"),
+    "conf_thres": ("--conf-thres", 0.25, "TensorFlow"),
+    "workspace": ("--workspace", 4, "TensorRT"),
+}
 
 
 def file_size(path: str | Path) -> float:
@@ -183,11 +206,21 @@ def check_export(f: Path, y_pt: torch.Tensor, im: torch.Tensor, dnn: bool = Fals
 def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt", imgsz: tuple[int, int] = (640, 640),
         batch_size: int = 1, device: str = "cpu", include: tuple[str, ...] = ("torchscript", "onnx"),
         half: bool = False, inplace: bool = False, optimize: bool = False, dynamic: bool = False,
-        simplify: bool = False, opset: int = 17, verbose: bool = False, int8: bool = False, int8_images: int = 300,
+        simplify: bool = False, opset: int = 17, verbose: bool = False, keras: bool = False, workspace: int = 4,
+        nms: bool = False, agnostic_nms: bool = False, topk_per_class: int = 100, topk_all: int = 100,
+        iou_thres: float = 0.45, conf_thres: float = 0.25, int8: bool = False, int8_images: int = 300,
         **kwargs) -> list[str]:
-    """Export weights to each format in include (OpenVINO as INT8 with int8); returns the written paths."""
+    """Export weights to each format in include (OpenVINO as INT8 with int8); returns the written paths.
+
+    keras ... conf_thres are v7.0's TensorFlow and TensorRT options: accepted, reported when set, otherwise unused.
+    """
     t0 = time.time()
-    if kwargs:  # YOLOv5 options for formats this project does not export (keras, nms, workspace ...)
+    given = dict(keras=keras, workspace=workspace, nms=nms, agnostic_nms=agnostic_nms, topk_per_class=topk_per_class,
+                 topk_all=topk_all, iou_thres=iou_thres, conf_thres=conf_thres)
+    unused = inactive_options(given, INACTIVE, f"this project exports only {', '.join(SUPPORTED)}")
+    if unused:
+        LOGGER.warning(unused)
+    if kwargs:  # other YOLOv5 options for formats this project does not export
         LOGGER.warning(f"WARNING export options not used by the supported formats, ignored: {', '.join(kwargs)}")
     include = [x.lower() for x in include]
     for x in include:
@@ -286,23 +319,31 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags as YOLOv5 v7.0's export.py names them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=str, default=None, help="dataset.yaml whose class names to embed (optional)")
-    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model.pt path(s)")
-    parser.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640, 640], help="image (h, w)")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size")
-    parser.add_argument("--device", default="cpu", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--half", action="store_true", help="FP16 half-precision export (GPU only)")
-    parser.add_argument("--inplace", action="store_true", help="set YOLOv5 Detect() inplace=True")
-    parser.add_argument("--optimize", action="store_true", help="TorchScript: optimize for mobile")
-    parser.add_argument("--dynamic", action="store_true", help="ONNX: dynamic batch and image size")
-    parser.add_argument("--simplify", action="store_true", help="ONNX: simplify model with onnxslim")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX: opset version")
-    parser.add_argument("--verbose", action="store_true", help="more logging")
-    parser.add_argument("--int8", action="store_true", help="OpenVINO: INT8 quantization with NNCF (needs --data)")
-    parser.add_argument("--int8-images", type=int, default=300,
-                        help="INT8: number of --data train images to calibrate on")
-    parser.add_argument("--include", nargs="+", default=["torchscript"],
-                        help=f"formats: {', '.join(SUPPORTED)} (others of YOLOv5's list are not supported)")
+    add = parser.add_argument
+    add("--data", type=str, default=None, help="dataset.yaml whose class names to embed (optional)")
+    add("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="PyTorch checkpoint(s) to export")
+    add("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640, 640], help="input size: h w, or one side")
+    add("--batch-size", type=int, default=1, help="batch dimension of the exported input")
+    add("--device", default="cpu", help="device to trace on: cpu, or a CUDA id such as 0")
+    add("--half", action="store_true", help="export FP16 weights (needs a CUDA --device)")
+    add("--inplace", action="store_true", help="let Detect decode boxes in place (inplace=True)")
+    add("--keras", action="store_true", help="TensorFlow: save as Keras (not exported here)")
+    add("--optimize", action="store_true", help="TorchScript: prepare for PyTorch Mobile (CPU only)")
+    add("--dynamic", action="store_true", help="ONNX: variable batch, height and width")
+    add("--simplify", action="store_true", help="ONNX: slim the graph with onnxslim")
+    add("--opset", type=int, default=17, help="ONNX opset to export with")
+    add("--verbose", action="store_true", help="log more detail")
+    add("--workspace", type=int, default=4, help="TensorRT builder memory in GB (not exported here)")
+    add("--nms", action="store_true", help="TensorFlow: build NMS into the model (not exported here)")
+    add("--agnostic-nms", action="store_true", help="TensorFlow: class-agnostic built-in NMS (not exported here)")
+    add("--topk-per-class", type=int, default=100, help="TensorFlow NMS: boxes kept per class (not exported here)")
+    add("--topk-all", type=int, default=100, help="TensorFlow NMS: boxes kept in all (not exported here)")
+    add("--iou-thres", type=float, default=0.45, help="TensorFlow NMS: overlap limit (not exported here)")
+    add("--conf-thres", type=float, default=0.25, help="TensorFlow NMS: lowest confidence (not exported here)")
+    add("--int8", action="store_true", help="OpenVINO: INT8 quantization with NNCF, calibrated on --data")
+    add("--int8-images", type=int, default=300, help="INT8: number of --data train images to calibrate on")
+    add("--include", nargs="+", default=["torchscript"],
+        help=f"formats: {', '.join(SUPPORTED)} (others of YOLOv5's list are not supported)")
     opt = parser.parse_args(argv)
     for x in opt.include:
         try:
@@ -313,7 +354,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(opt: argparse.Namespace) -> list[str]:
-    """Export each of --weights."""
+    """Echo the flags, then export each of --weights."""
+    print_args(vars(opt))
     files = []
     for w in opt.weights if isinstance(opt.weights, list) else [opt.weights]:
         files += run(**{**vars(opt), "weights": w})

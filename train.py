@@ -52,11 +52,13 @@ from utils.general import (  # noqa: E402
     check_yaml,
     colorstr,
     get_latest_run,
+    inactive_options,
     increment_path,
     intersect_dicts,
     labels_to_class_weights,
     labels_to_image_weights,
     one_cycle,
+    print_args,
     set_logging,
     yaml_load,
     yaml_save,
@@ -87,10 +89,13 @@ def _plain(d: dict) -> dict:
 def load_model(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device):
     """Model from cfg and/or a checkpoint: every checkpoint tensor whose name and shape match is transferred."""
     if not weights:
-        return Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device), None
+        model = Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+        model.info()  # the summary line under the layer table
+        return model, None
     check_suffix(weights, ".pt")
     ckpt = torch_safe_load(weights)  # weights_only with the project's allowlist: never runs pickled code
     model = Model(cfg or deepcopy(ckpt["model"].yaml), ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+    model.info()
     exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []  # the cfg's anchors win
     csd = intersect_dicts(ckpt["model"].float().state_dict(), model.state_dict(), exclude=exclude)
     model.load_state_dict(csd, strict=False)
@@ -355,43 +360,60 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     return results
 
 
+# YOLOv5 v7.0's logger and cloud flags: accepted so v7.0 command lines run, reported when set, otherwise unused
+INACTIVE = {
+    "entity": ("--entity", None, "Weights & Biases"),
+    "upload_dataset": ("--upload_dataset", False, "Weights & Biases"),
+    "bbox_interval": ("--bbox_interval", -1, "Weights & Biases"),
+    "artifact_alias": ("--artifact_alias", "latest", "Weights & Biases"),
+    "bucket": ("--bucket", "", "Google Cloud Storage"),
+}
+
+
 def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options, as YOLOv5 v7.0 train.py (defaults: --data shapes.yaml, --weights '')."""
     parser = argparse.ArgumentParser(description="Train a YOLOv5 model")
-    parser.add_argument("--weights", type=str, default="", help="initial weights path ('' to train from --cfg)")
-    parser.add_argument("--cfg", type=str, default="", help="model.yaml path")
-    parser.add_argument("--data", type=str, default="shapes.yaml", help="dataset.yaml path")
-    parser.add_argument("--hyp", type=str, default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"),
-                        help="hyperparameters path")
-    parser.add_argument("--epochs", type=int, default=100, help="total training epochs")
-    parser.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs, -1 for autobatch")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="train, val image size (pixels)")
-    parser.add_argument("--rect", action="store_true", help="rectangular training")
-    parser.add_argument("--resume", nargs="?", const=True, default=False, help="resume most recent training")
-    parser.add_argument("--nosave", action="store_true", help="only save final checkpoint")
-    parser.add_argument("--noval", action="store_true", help="only validate final epoch")
-    parser.add_argument("--noautoanchor", action="store_true", help="disable AutoAnchor")
-    parser.add_argument("--noplots", action="store_true", help="save no plot files")
-    parser.add_argument("--evolve", type=int, nargs="?", const=300, help="evolve hyperparameters for x generations")
-    parser.add_argument("--cache", type=str, nargs="?", const="ram", help="image --cache ram/disk")
-    parser.add_argument("--image-weights", action="store_true", help="use weighted image selection for training")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--multi-scale", action="store_true", help="vary img-size +/- 50%%")
-    parser.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
-    parser.add_argument("--optimizer", type=str, choices=["SGD", "Adam", "AdamW"], default="SGD", help="optimizer")
-    parser.add_argument("--sync-bn", action="store_true", help="use SyncBatchNorm, only available in DDP mode")
-    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
-    parser.add_argument("--project", default=str(ROOT / "runs/train"), help="save to project/name")
-    parser.add_argument("--name", default="exp", help="save to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    parser.add_argument("--quad", action="store_true", help="quad dataloader")
-    parser.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
-    parser.add_argument("--label-smoothing", type=float, default=0.0, help="Label smoothing epsilon")
-    parser.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
-    parser.add_argument("--freeze", nargs="+", type=int, default=[0], help="Freeze layers: backbone=10, first3=0 1 2")
-    parser.add_argument("--save-period", type=int, default=-1, help="Save checkpoint every x epochs (disabled if < 1)")
-    parser.add_argument("--seed", type=int, default=0, help="Global training seed")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="Automatic DDP Multi-GPU argument")
+    add = parser.add_argument
+    add("--weights", type=str, default="", help="checkpoint to start from; '' builds a new model from --cfg")
+    add("--cfg", type=str, default="", help="model YAML, a path or a name under models/")
+    add("--data", type=str, default="shapes.yaml", help="dataset YAML, a path or a name under data/")
+    add("--hyp", type=str, default=str(ROOT / "data/hyps/hyp.scratch-low.yaml"),
+        help="YAML of hyperparameters (lr0, loss gains, augmentation)")
+    add("--epochs", type=int, default=100, help="number of epochs to train")
+    add("--batch-size", type=int, default=16, help="images per step over all devices (-1 falls back to 16)")
+    add("--imgsz", "--img", "--img-size", type=int, default=640, help="square side of train and val images, in px")
+    add("--rect", action="store_true", help="train on aspect-preserving rectangular batches")
+    add("--resume", nargs="?", const=True, default=False, help="continue the latest interrupted run, or this last.pt")
+    add("--nosave", action="store_true", help="write checkpoints at the end only")
+    add("--noval", action="store_true", help="validate after the last epoch only")
+    add("--noautoanchor", action="store_true", help="keep the model's anchors: skip the anchor fit check")
+    add("--noplots", action="store_true", help="write no images or plots to the run folder")
+    add("--evolve", type=int, nargs="?", const=300, help="search hyperparameters by mutation, N generations (300)")
+    add("--bucket", type=str, default="", help="Google Cloud Storage bucket of v7.0 evolve runs (unused here)")
+    add("--cache", type=str, nargs="?", const="ram", help="keep decoded images in ram or on disk")
+    add("--image-weights", action="store_true", help="draw images holding poorly detected classes more often")
+    add("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
+    add("--multi-scale", action="store_true", help="give each batch a random size within 50%% of --imgsz")
+    add("--single-cls", action="store_true", help="merge every class into one")
+    add("--optimizer", type=str, choices=["SGD", "Adam", "AdamW"], default="SGD", help="optimizer to train with")
+    add("--sync-bn", action="store_true", help="share BatchNorm statistics across DDP processes")
+    add("--workers", type=int, default=8, help="dataloader worker processes per rank (at most)")
+    add("--project", default=str(ROOT / "runs/train"), help="folder that holds the run folders")
+    add("--name", default="exp", help="run folder name under --project, numbered when taken")
+    add("--exist-ok", action="store_true", help="reuse --project/--name instead of numbering a new folder")
+    add("--quad", action="store_true", help="collate four images into each batch item (quad loader)")
+    add("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
+    add("--label-smoothing", type=float, default=0.0, help="epsilon of label smoothing in the class loss")
+    add("--patience", type=int, default=100, help="stop after this many epochs without a better fitness")
+    add("--freeze", nargs="+", type=int, default=[0], help="freeze the first N layers (10: backbone), or these indices")
+    add("--save-period", type=int, default=-1, help="also keep a checkpoint every N epochs (off below 1)")
+    add("--seed", type=int, default=0, help="random seed of the run")
+    add("--local_rank", "--local-rank", type=int, default=-1, help="set by torchrun for DDP; leave it alone")
+    # Weights & Biases options of v7.0 (see INACTIVE)
+    add("--entity", default=None, help="W&B team or user (W&B logging is not part of this project)")
+    add("--upload_dataset", nargs="?", const=True, default=False, help="W&B dataset upload, or 'val' (unused here)")
+    add("--bbox_interval", type=int, default=-1, help="W&B interval between logged box images (unused here)")
+    add("--artifact_alias", type=str, default="latest", help="W&B dataset artifact version (unused here)")
     return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
 
 
@@ -419,7 +441,10 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> None:
     """Check options, set up DDP when launched by torchrun, then train (or evolve hyperparameters)."""
     callbacks = callbacks or Callbacks()
     if RANK in {-1, 0}:
-        LOGGER.info(colorstr("train: ") + ", ".join(f"{k}={v}" for k, v in vars(opt).items()))
+        print_args(vars(opt))
+        unused = inactive_options(vars(opt), INACTIVE, "this project has no W&B logger and no cloud sync")
+        if unused:
+            LOGGER.warning(unused)
 
     if opt.resume and not opt.evolve:
         opt = resume_options(opt)

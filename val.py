@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from utils.dataloaders import create_dataloader  # noqa: E402
 from utils.general import (  # noqa: E402
     LOGGER,
     TQDM_BAR_FORMAT,
+    Profile,
     check_dataset,
     check_img_size,
     check_yaml,
@@ -49,26 +49,6 @@ from utils.plots import output_to_target, plot_images, plot_val_study  # noqa: E
 from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
 
 STUDY_SIZES = tuple(range(256, 1536 + 128, 128))  # --task study image sizes, as YOLOv5
-
-
-class Profile:
-    """Context manager accumulating wall time in seconds in .t, waiting for CUDA work so timings are real."""
-
-    def __init__(self, device: torch.device | None = None):
-        self.t = 0.0
-        self.cuda = device is not None and device.type == "cuda"
-
-    def __enter__(self):
-        self.start = self._time()
-        return self
-
-    def __exit__(self, *args):
-        self.t += self._time() - self.start
-
-    def _time(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
 
 
 def coco80_to_coco91_class() -> list[int]:
@@ -189,6 +169,7 @@ def run(
         _set_precision(model, half)
     else:
         device = select_device(device, batch_size=batch_size)
+        half &= device.type != "cpu"  # FP16 only where it runs (CUDA); on CPU the default quietly means FP32
         save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, fp16=half)
@@ -232,7 +213,7 @@ def run(
     s = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
     tp, fp, p, r, f1, mp, mr, map50, ap50, map = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     ap, ap_class = np.zeros((0, niou)), np.zeros(0, dtype=int)
-    dt = Profile(device), Profile(device), Profile(device)  # pre-process, inference, NMS
+    dt = Profile(device=device), Profile(device=device), Profile(device=device)  # pre-process, inference, NMS
     loss = torch.zeros(3, device=device)
     jdict, stats = [], []
     callbacks.run("on_val_start")
@@ -369,28 +350,28 @@ def study(opt: argparse.Namespace, sizes: tuple[int, ...] = STUDY_SIZES) -> Path
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options, as YOLOv5 v7.0 val.py."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=str, default=ROOT / "data/shapes.yaml", help="dataset.yaml path")
-    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model path(s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="inference size (pixels)")
-    parser.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
-    parser.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
-    parser.add_argument("--max-det", type=int, default=300, help="maximum detections per image")
-    parser.add_argument("--task", default="val", help="train, val, test, speed or study")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
-    parser.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP mode)")
-    parser.add_argument("--single-cls", action="store_true", help="treat as single-class dataset")
-    parser.add_argument("--augment", action="store_true", help="augmented inference")
-    parser.add_argument("--verbose", action="store_true", help="report mAP by class")
-    parser.add_argument("--save-txt", action="store_true", help="save results to *.txt")
-    parser.add_argument("--save-hybrid", action="store_true", help="save label+prediction hybrid results to *.txt")
-    parser.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
-    parser.add_argument("--save-json", action="store_true", help="save a COCO-JSON results file")
-    parser.add_argument("--project", default=ROOT / "runs/val", help="save to project/name")
-    parser.add_argument("--name", default="exp", help="save to project/name")
-    parser.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
-    parser.add_argument("--half", action="store_true", help="use FP16 half-precision inference")
-    parser.add_argument("--dnn", action="store_true", help="use OpenCV DNN for ONNX inference")
+    parser.add_argument("--data", type=str, default=ROOT / "data/shapes.yaml", help="dataset YAML to score on")
+    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model file(s) to score")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="square input side, in px")
+    parser.add_argument("--conf-thres", type=float, default=0.001, help="lowest confidence scored (low for mAP)")
+    parser.add_argument("--iou-thres", type=float, default=0.6, help="IoU above which NMS drops the weaker box")
+    parser.add_argument("--max-det", type=int, default=300, help="keep at most this many detections per image")
+    parser.add_argument("--task", default="val", help="train, val or test split; or speed, study")
+    parser.add_argument("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
+    parser.add_argument("--workers", type=int, default=8, help="dataloader worker processes (at most)")
+    parser.add_argument("--single-cls", action="store_true", help="score every class as one")
+    parser.add_argument("--augment", action="store_true", help="test-time flips and rescales, merged")
+    parser.add_argument("--verbose", action="store_true", help="print the metrics of each class")
+    parser.add_argument("--save-txt", action="store_true", help="write predictions as YOLO label files")
+    parser.add_argument("--save-hybrid", action="store_true", help="write labels plus predictions (inflates mAP)")
+    parser.add_argument("--save-conf", action="store_true", help="add the confidence to each --save-txt line")
+    parser.add_argument("--save-json", action="store_true", help="write predictions to a COCO-format JSON file")
+    parser.add_argument("--project", default=ROOT / "runs/val", help="folder that holds the run folders")
+    parser.add_argument("--name", default="exp", help="run folder name under --project, numbered when taken")
+    parser.add_argument("--exist-ok", action="store_true", help="reuse --project/--name, no new number")
+    parser.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
+    parser.add_argument("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
     opt = parser.parse_args(argv)
     opt.data = check_yaml(opt.data)
     opt.save_json |= opt.data.endswith("coco.yaml")

@@ -336,8 +336,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=30, help="timed runs per model and runtime")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak memory columns")
-    parser.add_argument("--project", default=ROOT / "runs/compare", help="save to project/name")
-    parser.add_argument("--name", default="exp", help="save to project/name")
+    parser.add_argument("--project", default=ROOT / "runs/compare", help="folder that holds the run folders")
+    parser.add_argument("--name", default="exp", help="run folder name under --project")
     parser.add_argument("--exist-ok", action="store_true", help="reuse an existing project/name")
     opt = parser.parse_args(argv)
     if not opt.cfg and not opt.weights:

@@ -58,7 +58,7 @@ def run(data: str = "shapes.yaml", hyp: str = "data/hyps/hyp.scratch-low.yaml", 
 def parse_opt() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="shapes.yaml", help="dataset YAML")
-    parser.add_argument("--hyp", default="data/hyps/hyp.scratch-low.yaml", help="hyperparameter YAML")
+    parser.add_argument("--hyp", default="data/hyps/hyp.scratch-low.yaml", help="augmentation settings (hyp YAML)")
     parser.add_argument("--imgsz", type=int, nargs="+", default=[640, 320], help="image sizes to measure")
     parser.add_argument("--workers", type=int, nargs="+", default=[2], help="worker counts to measure")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -134,7 +134,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default="shapes.yaml", help="dataset YAML")
     parser.add_argument("--epochs", type=int, default=30, help="epochs per model")
     parser.add_argument("--imgsz", type=int, default=320, help="image size")
-    parser.add_argument("--batch-size", type=int, default=16, help="batch size")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
     parser.add_argument("--workers", type=int, default=2, help="dataloader workers")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--target", type=float, default=0.9, help="mAP50 whose first epoch is reported")

@@ -121,7 +121,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=3, help="timed calls per prediction kind (median reported)")
     parser.add_argument("--conf-thres", type=float, default=0.001)
     parser.add_argument("--iou-thres", type=float, default=0.6)
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0, or cpu")
+    parser.add_argument("--device", default="", help="cpu, or a CUDA device id such as 0")
     parser.add_argument("--kinds", nargs="+", default=["typical", "dense"], help="typical and/or dense")
     return parser.parse_args(argv)
 

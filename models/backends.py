@@ -220,13 +220,14 @@ class AutoShape(nn.Module):
 
     @torch.no_grad()
     def forward(self, ims, size: int | tuple[int, int] = 640, augment: bool = False, profile: bool = False):
-        """Detect on one input or a list: file path, URL, PIL image, numpy HWC RGB array; a BCHW tensor runs as is."""
+        """Detect on one input or a list: path, URL, PIL image, numpy HWC RGB array; a BCHW tensor: the raw output."""
         t = [time_sync()]
         p = next(self.model.parameters()) if self.pt else torch.empty(1, device=self.model.device)
         autocast = self.amp and p.device.type != "cpu"
-        if isinstance(ims, torch.Tensor):
+        if isinstance(ims, torch.Tensor):  # the raw model output, as YOLOv5 returns it: the prediction tensor itself
             with torch.autocast("cuda", enabled=autocast):
-                return self.model(ims.to(p.device).type_as(p), augment=augment)
+                y = self.model(ims.to(p.device).type_as(p), augment=augment)
+            return y[0] if isinstance(y, (list, tuple)) else y
         size = (size, size) if isinstance(size, int) else tuple(size)
         n, ims = (len(ims), list(ims)) if isinstance(ims, (list, tuple)) else (1, [ims])
         shape0, shape1, files = [], [], []

@@ -279,11 +279,31 @@ class CSPPC(nn.Module):
         return self.cv2(torch.cat(y, 1))
 
 
+class Proto(nn.Module):
+    """Mask prototypes for segmentation: a 3x3 conv, a 2x nearest upsample, then 3x3 and 1x1 convs to c2 masks."""
+
+    def __init__(self, c1, c_=256, c2=32):
+        super().__init__()
+        self.cv1 = Conv(c1, c_, k=3)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.cv2 = Conv(c_, c_, k=3)
+        self.cv3 = Conv(c_, c2)
+
+    def forward(self, x):
+        return self.cv3(self.cv2(self.upsample(self.cv1(x))))
+
+
 def __getattr__(name: str):
-    """PEP 562: `from models.common import DetectMultiBackend` (as in YOLOv5) without importing backends eagerly."""
+    """PEP 562: `from models.common import DetectMultiBackend` or `GhostConv` (as in YOLOv5) without import cycles."""
     # models.backends imports models.experimental, which imports this module, so a top-level import would cycle
     if name in ("DetectMultiBackend", "AutoShape", "Detections"):
         from models import backends
 
         return getattr(backends, name)
+    # the rest of YOLOv5 v7.0's blocks live in models.extra_blocks (which imports this module) and are named
+    # models.common.<Name> in v7.0 checkpoints: unpickling and `from models.common import GhostConv` resolve here
+    from models import extra_blocks
+
+    if name in {c.__name__ for c in extra_blocks.COMMON_BLOCKS}:
+        return getattr(extra_blocks, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -117,7 +117,8 @@ class DetectFused(Detect):
     Detect's decode (sigmoid, split, arithmetic, a concatenation per level, then one across levels) allocates
     several fresh tensors the size of the output; on CPU their page faults cost more than the arithmetic. Here each
     level's sigmoid writes straight into its slice of the final output and the box terms are updated in place with
-    the same operations in the same order, so results are bitwise equal. Training and exports use Detect's forward.
+    the same operations in the same order, so results are bitwise equal. Training, exports and any call autograd records
+    (grad mode on and an input or a parameter requiring grad) use Detect's forward.
     """
 
     @classmethod
@@ -131,7 +132,7 @@ class DetectFused(Detect):
         return new
 
     def forward(self, x):
-        if self.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        if self.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or self._needs_grad(x):
             return super().forward(x)
         bs, n = x[0].shape[0], sum(self.na * t.shape[2] * t.shape[3] for t in x)  # 1x1 convs keep the grid sizes
         out, j = None, 0
@@ -150,6 +151,12 @@ class DetectFused(Detect):
             wh.copy_((wh * 2) ** 2 * self.anchor_grid[i])
             j += self.na * ny * nx
         return (out,) if self.export else (out, x)
+
+    def _needs_grad(self, x: list[torch.Tensor]) -> bool:
+        """Whether autograd will record this call: sigmoid(out=...) and the in-place box updates cannot be recorded."""
+        if not torch.is_grad_enabled():
+            return False
+        return any(t.requires_grad for t in x) or any(p.requires_grad for p in self.parameters())
 
 
 def inference_form(m: nn.Module) -> nn.Module | None:

@@ -21,9 +21,10 @@ if __name__ == "__main__":  # running as a script: make the repository importabl
 import torch
 import torch.nn as nn
 
-from models.common import BLOCKS, Conv, register, resolve_arg
+from models import extra_blocks  # noqa: F401  (registers v7.0's other blocks with parse_model)
+from models.common import BLOCKS, Conv, Proto, register, resolve_arg
 from utils.autoanchor import check_anchor_order
-from utils.general import LOGGER, check_yaml, yaml_load
+from utils.general import LOGGER, check_yaml, make_divisible, yaml_load
 from utils.torch_utils import (
     fuse_conv_and_bn,
     get_flops,
@@ -72,18 +73,22 @@ class Detect(nn.Module):
             if not self.training:
                 # sigmoid straight on the convolution's output: elementwise, so the same values as after the reshape,
                 # and an exported graph then has Conv -> Sigmoid, which ONNX Runtime fuses into one kernel
-                y = x[i].sigmoid().view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
+                y = self._activate(x[i]).view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
             x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
             if not self.training:
                 if self.dynamic or self.grid[i].shape[2:4] != x[i].shape[2:4]:
                     self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
-                xy, wh, conf = y.split((2, 2, self.nc + 1), 4)
+                xy, wh, conf = y.split((2, 2, self.no - 4), 4)  # conf: objectness, classes and any extra outputs
                 xy = (xy * 2 + self.grid[i]) * self.stride[i]
                 wh = (wh * 2) ** 2 * self.anchor_grid[i]
                 z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
         if self.training:
             return x
         return (torch.cat(z, 1),) if self.export else (torch.cat(z, 1), x)
+
+    def _activate(self, p: torch.Tensor) -> torch.Tensor:
+        """Every output of the level's convolution goes through the sigmoid."""
+        return p.sigmoid()
 
     def _make_grid(self, nx: int = 20, ny: int = 20, i: int = 0):
         """Cell offsets (minus 0.5, so that 2*sigmoid - 0.5 becomes 2*sigmoid + grid) and pixel anchors."""
@@ -93,6 +98,41 @@ class Detect(nn.Module):
         grid = torch.stack((xv, yv), 2).expand(shape) - 0.5
         anchor_grid = (self.anchors[i] * self.stride[i]).view((1, self.na, 1, 1, 2)).expand(shape)
         return grid, anchor_grid
+
+
+def segment_parser(args, n, ch_in, gw, d):
+    """Segment takes (nc, anchors, nm, npr, [input channels]); the prototype channels npr scale with the width."""
+    args, n, _ = detect_parser(args, n, ch_in, gw, d)
+    args[3] = make_divisible(args[3] * gw, 8)
+    return args, n, None
+
+
+@register(segment_parser)
+class Segment(Detect):
+    """Detect that also predicts nm mask coefficients per anchor, and Proto, the npr-channel mask prototypes."""
+
+    def __init__(self, nc=80, anchors=(), nm=32, npr=256, ch=(), inplace=True):
+        super().__init__(nc, anchors, ch, inplace)
+        self.nm = nm
+        self.npr = npr
+        self.no = 5 + nc + nm
+        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
+        self.proto = Proto(ch[0], self.npr, self.nm)
+        self.detect = Detect.forward  # as in YOLOv5, so that checkpoints and exports see the same attributes
+
+    def forward(self, x):
+        p = self.proto(x[0])
+        x = self.detect(self, x)
+        if self.training:
+            return x, p
+        return (x[0], p) if self.export else (x[0], p, x[1])
+
+    def _activate(self, p: torch.Tensor) -> torch.Tensor:
+        """Sigmoid on boxes, objectness and classes; the mask coefficients stay linear."""
+        bs, _, ny, nx = p.shape
+        p = p.view(bs, self.na, self.no, ny, nx)
+        k = self.nc + 5
+        return torch.cat((p[:, :, :k].sigmoid(), p[:, :, k:]), 2).view(bs, -1, ny, nx)
 
 
 class BaseModel(nn.Module):
@@ -206,7 +246,9 @@ class DetectionModel(BaseModel):
         if isinstance(m, Detect):
             s = 256  # a size every stride divides
             m.inplace = self.inplace
-            m.stride = torch.tensor([s / x.shape[-2] for x in self.forward(torch.zeros(1, ch, s, s))])
+            out = self.forward(torch.zeros(1, ch, s, s))
+            out = out[0] if isinstance(m, Segment) else out  # Segment trains on (levels, prototypes)
+            m.stride = torch.tensor([s / x.shape[-2] for x in out])
             check_anchor_order(m)
             m.anchors /= m.stride.view(-1, 1, 1)  # anchors are kept in grid units
             self.stride = m.stride
@@ -262,6 +304,13 @@ class DetectionModel(BaseModel):
 
 
 Model = DetectionModel  # retain YOLOv5 'Model' name
+
+
+class SegmentationModel(DetectionModel):
+    """YOLOv5 segmentation model: a DetectionModel whose head is Segment."""
+
+    def __init__(self, cfg: str | Path | dict = "yolov5s-seg.yaml", ch: int = 3, nc: int | None = None, anchors=None):
+        super().__init__(cfg, ch, nc, anchors)
 
 
 def _activation(name: str) -> nn.Module:
@@ -331,7 +380,7 @@ def parse_opt(argv=None):
     parser.add_argument("--cfg", type=str, default="yolov5s.yaml", help="model.yaml (path or bare name)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size for --profile")
     parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="image size for GFLOPs")
-    parser.add_argument("--device", default="", help="cuda device, i.e. 0 or 0,1,2,3 or cpu")
+    parser.add_argument("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
     parser.add_argument("--profile", action="store_true", help="profile model speed layer by layer")
     return parser.parse_args(argv)
 

@@ -1,5 +1,6 @@
 """Shared test helpers."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,18 @@ def one_thread():
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def logs() -> list[str]:
+    """Messages the project logger emits at INFO and above during a test (whatever its handlers and propagation)."""
+    logger = logging.getLogger("yolov5")
+    lines = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -1,5 +1,6 @@
 """Transforms on hand-made images and boxes: the boxes must follow the pixels."""
 
+import math
 import random
 import sys
 
@@ -112,6 +113,40 @@ def test_random_perspective_border_clips_and_drops_boxes():
     np.testing.assert_allclose(t, [[1, 0, 0, 50, 50]])
 
 
+def test_random_perspective_draws_in_yolov5_order(monkeypatch):
+    calls = []
+    values = iter([0.0, 0.0, 90.0, 1.0, 0.0, 0.0, 0.5, 0.5])  # perspective x y, angle, scale, shear x y, translate x y
+
+    def uniform(a, b):
+        calls.append((a, b))
+        return next(values)
+
+    monkeypatch.setattr(random, "uniform", uniform)
+    im = white_box_image(100, 100, (20, 30, 60, 50))
+    targets = np.array([[0, 20, 30, 60, 50]], np.float32)
+    out, t = random_perspective(im, targets, degrees=45, translate=0.1, scale=0.5, shear=3, perspective=0.001)
+    assert calls == [(-0.001, 0.001), (-0.001, 0.001), (-45, 45), (0.5, 1.5), (-3, 3), (-3, 3), (0.4, 0.6),
+                     (0.4, 0.6)]
+    # 90 degrees about the centre: (x, y) -> (y, 100 - x); the box (20, 30, 60, 50) becomes (30, 40, 50, 80)
+    np.testing.assert_allclose(t, [[0, 30, 40, 50, 80]], atol=1e-4)
+    np.testing.assert_allclose(bright_extent(out, thr=128), [30, 40, 50, 80], atol=1)
+
+
+def test_random_perspective_boxes_from_polygons(monkeypatch):
+    values = iter([0.0, 0.0, 45.0, 1.0, 0.0, 0.0, 0.5, 0.5])
+    monkeypatch.setattr(random, "uniform", lambda a, b: next(values))
+    diamond = np.array([[50, 30], [70, 50], [50, 70], [30, 50]], np.float32)
+    targets = np.array([[0, 30, 30, 70, 70], [1, 30, 30, 70, 70]], np.float32)  # the same box, with and without
+    out, t, segs = random_perspective(np.zeros((100, 100, 3), np.uint8), targets, [diamond, np.zeros((0, 2))],
+                                      degrees=45, translate=0, scale=0, shear=0)
+    # turned 45 degrees the diamond is a square of half-side 10 * sqrt(2); the box's corners reach 20 * sqrt(2)
+    r1, r2 = 10 * math.sqrt(2), 20 * math.sqrt(2)
+    np.testing.assert_allclose(t, [[0, 50 - r1, 50 - r1, 50 + r1, 50 + r1], [1, 50 - r2, 50 - r2, 50 + r2, 50 + r2]],
+                               atol=1e-3)
+    assert segs[0].shape == (1000, 2) and segs[1].shape == (0, 2)
+    np.testing.assert_allclose(segs[0].min(0), [50 - r1, 50 - r1], atol=1e-3)
+
+
 def test_box_candidates():
     before = np.array([[0, 0, 100, 100], [0, 0, 100, 100], [0, 0, 100, 100], [0, 0, 100, 100]], np.float64).T
     after = np.array([[0, 0, 100, 100], [0, 0, 2, 50], [0, 0, 40, 40], [0, 0, 99, 0.5]], np.float64).T
@@ -153,24 +188,47 @@ def test_mixup_blends_and_keeps_both_label_sets():
     np.testing.assert_array_equal(labels, np.concatenate((la, lb)))
 
 
-def test_copy_paste_mirrors_object_and_label():
+def test_copy_paste_pastes_mirrored_polygons():
     random.seed(0)
     im = np.zeros((50, 100, 3), np.uint8)
-    im[10:30, 5:25] = (0, 0, 255)
-    im[10:30, 5:10] = (0, 255, 0)  # left edge green: the copy must be mirrored (green on its right)
-    labels = np.array([[4, 5, 10, 25, 30]], np.float32)
-    out, new = copy_paste(im, labels, p=1.0)
-    np.testing.assert_allclose(new, [[4, 5, 10, 25, 30], [4, 75, 10, 95, 30]])
-    np.testing.assert_array_equal(out[10:30, 75:95], im[10:30, 5:25][:, ::-1])
-    assert (out[10:30, 90:95] == (0, 255, 0)).all()
+    tri = np.array([[10, 10], [30, 10], [10, 40]], np.float32)
+    cv2.fillPoly(im, [tri.astype(np.int32)], (0, 0, 255))
+    im[5:45, 60:70] = (0, 255, 0)  # a box-only object: never copied
+    labels = np.array([[4, 10, 10, 30, 40], [1, 60, 5, 70, 45]], np.float32)
+    segments = [tri, np.zeros((0, 2), np.float32)]
+    src = im.copy()
+    out, new, segs = copy_paste(im, labels, segments, p=1.0)
+    np.testing.assert_allclose(new, [[4, 10, 10, 30, 40], [1, 60, 5, 70, 45], [4, 70, 10, 90, 40]])
+    np.testing.assert_allclose(segs[2], [[90, 10], [70, 10], [90, 40]])
+    assert len(segs) == 3 and segs[1].shape == (0, 2)
+    mask = np.zeros((50, 100), np.uint8)
+    cv2.fillPoly(mask, [tri.astype(np.int32)], 1)
+    landed = mask[:, ::-1].astype(bool)  # only pixels inside the mirrored triangle change, to the mirrored source
+    np.testing.assert_array_equal(out[landed], src[:, ::-1][landed])
+    np.testing.assert_array_equal(out[~landed], src[~landed])
+    assert (out[20, 85] == (0, 0, 255)).all() and (out[38, 72] == 0).all()  # inside / outside the copy
+
+
+def test_copy_paste_does_nothing_on_box_only_labels():
+    im = (np.random.default_rng(0).random((50, 100, 3)) * 255).astype(np.uint8)
+    labels = np.array([[0, 5, 10, 25, 30]], np.float32)
+    random.seed(3)
+    state = random.getstate()
+    for segments in ([], [np.zeros((0, 2), np.float32)]):
+        out, new, segs = copy_paste(im.copy(), labels, segments, p=1.0)
+        np.testing.assert_array_equal(out, im)
+        np.testing.assert_array_equal(new, labels)
+        assert random.getstate() == state  # no draws either: a seeded run continues as without copy-paste
 
 
 def test_copy_paste_skips_copies_that_would_hide_objects():
     im = np.zeros((50, 100, 3), np.uint8)
     labels = np.array([[0, 40, 10, 58, 30]], np.float32)  # mirror overlaps the original by far more than 30%
-    out, new = copy_paste(im.copy(), labels, p=1.0)
+    segments = [np.array([[40, 10], [58, 10], [58, 30], [40, 30]], np.float32)]
+    out, new, segs = copy_paste(im.copy(), labels, segments, p=1.0)
     np.testing.assert_array_equal(new, labels)
     np.testing.assert_array_equal(out, im)
+    assert len(segs) == 1
 
 
 def test_box_ioa():

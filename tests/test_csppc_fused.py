@@ -1,6 +1,5 @@
 """The inference form BaseModel.fuse() builds: CSPPCFused, SPPFFused, DetectFused, channels-last on CPU."""
 
-import logging
 from copy import deepcopy
 
 import cv2
@@ -16,7 +15,6 @@ from models.fused import CSPPCFused, DetectFused, SPPFFused, inference_form
 from models.yolo import Detect, DetectionModel
 from models.yolo import run as yolo_run
 from tests.conftest import randomize_bn
-from utils.general import LOGGER
 from utils.torch_utils import get_flops
 
 
@@ -113,6 +111,32 @@ def test_model_equals_trained(csppc_models):
     assert torch.equal(y2, y1)
 
 
+@pytest.mark.parametrize("wants_grad", ["input", "params"])
+def test_fused_model_under_autograd(csppc_models, wants_grad):
+    """With grad mode on, the fast in-place decode would break autograd: the plain decode runs, same outputs."""
+    model, fused = csppc_models
+    fused = deepcopy(fused)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        y_trained, y_nograd = model(x)[0], fused(x)[0]
+    if wants_grad == "input":
+        fused.requires_grad_(False)
+        x.requires_grad_(True)
+    else:
+        fused.requires_grad_(True)
+    y, maps = fused(x)
+    assert y.requires_grad and y.shape == y_trained.shape
+    assert torch.equal(y.detach(), y_nograd)  # the plain decode's values are the fast decode's, bit for bit
+    assert rel_err(y.detach(), y_trained) <= 1e-5
+    y[..., 4].sum().backward()
+    if wants_grad == "input":
+        assert x.grad is not None and x.grad.shape == x.shape and float(x.grad.abs().sum()) > 0
+    else:
+        grads = [p.grad for p in fused.model[-1].parameters()]
+        assert all(g is not None for g in grads) and float(sum(g.abs().sum() for g in grads)) > 0
+        assert fused.model[2].cv1.weight.grad is not None  # reaches back through a CSPPCFused block
+
+
 def test_fused_cpu_model_runs_channels_last(csppc_models):
     model, fused = csppc_models
     convs = [p for p in fused.parameters() if p.dim() == 4]
@@ -178,17 +202,7 @@ def test_onnx_export_runs_in_ort_and_opencv(csppc_models, tmp_path):
     assert np.abs(y_cv - y).max() / scale <= 1e-4
 
 
-def test_cli_reports_trained_and_fused():
-    lines = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    LOGGER.addHandler(handler)
-    level = LOGGER.level
-    LOGGER.setLevel(logging.INFO)
-    try:
-        yolo_run(cfg="yolov5n-csppc.yaml", imgsz=640, device="cpu")
-    finally:
-        LOGGER.removeHandler(handler)
-        LOGGER.setLevel(level)
-    line = next(s for s in lines if "trained" in s and "fused" in s)
+def test_cli_reports_trained_and_fused(logs):
+    yolo_run(cfg="yolov5n-csppc.yaml", imgsz=640, device="cpu")
+    line = next(s for s in logs if "trained" in s and "fused" in s)
     assert "trained 1,480,445 parameters 3.55 GFLOPs" in line and "fused 1,392,205 parameters 3.26 GFLOPs" in line

@@ -1,5 +1,6 @@
 """LoadImagesAndLabels, collate functions, image caches and loaders, on tiny generated datasets."""
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from utils.dataloaders import InfiniteDataLoader, LoadImagesAndLabels, create_dataloader
-from utils.general import yaml_load
+from utils.general import segments2boxes, yaml_load
 from utils.shapes import generate_shapes_dataset
 
 HYP = Path(__file__).parents[1] / "data" / "hyps" / "hyp.scratch-low.yaml"
@@ -210,12 +211,14 @@ def test_image_weights_use_plain_loader_and_indices(shapes_root):
     assert ds[0][2] == ds.im_files[5] and ds[3][2] == ds.im_files[5]
 
 
-def test_create_dataloader_drops_out_of_range_classes(shapes_root):
+def test_create_dataloader_drops_only_out_of_range_lines(shapes_root):
     path = str(shapes_root / "images" / "train")
+    full = LoadImagesAndLabels(path, img_size=96)
     loader, ds = create_dataloader(path, 96, 4, 32, nc=3, workers=0)
-    assert all(len(lb) == 0 or lb[:, 0].max() < 3 for lb in ds.labels)
-    assert 0 < len(ds) < 12
-    assert sum(len(b[0]) for b in loader) == len(ds)
+    assert ds.im_files == full.im_files  # every image stays
+    for a, b in zip(ds.labels, full.labels):
+        np.testing.assert_array_equal(a, b[b[:, 0] < 3])
+    assert sum(len(b[1]) for b in loader) == sum(int((lb[:, 0] < 3).sum()) for lb in full.labels)
 
 
 def test_path_forms_txt_list_and_list_of_dirs(shapes_root, tmp_path):
@@ -321,3 +324,140 @@ def test_create_dataloader_returns_loader_and_dataset(shapes_root):
     loader4, _ = create_dataloader(str(shapes_root / "images" / "train"), 96, 8, 32, workers=0, quad=True)
     im, labels, paths, shapes = next(iter(loader4))
     assert im.shape == (2, 3, 192, 192)
+
+
+# polygon labels, bad classes, copy-paste, resize rule ---------------------------------------------------------
+
+
+def polygon_dataset(root):
+    """Two 100x50 images: one label file mixing polygon and box lines, one with boxes only."""
+    im_dir, lb_dir = root / "images", root / "labels"
+    im_dir.mkdir(parents=True)
+    lb_dir.mkdir(parents=True)
+    for name in ("mixed", "boxes"):
+        cv2.imwrite(str(im_dir / f"{name}.png"), np.zeros((50, 100, 3), np.uint8))
+    (lb_dir / "mixed.txt").write_text("0 0.1 0.2 0.5 0.2 0.3 0.8\n"  # triangle
+                                      "1 0.6 0.5 0.2 0.4\n"  # box
+                                      "2 0.7 0.1 0.9 0.1 0.9 0.3 0.7 0.3\n")  # square
+    (lb_dir / "boxes.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    return im_dir
+
+
+def test_polygon_labels_become_their_extent_and_are_cached(tmp_path, monkeypatch):
+    im_dir = polygon_dataset(tmp_path)
+    ds = LoadImagesAndLabels(str(im_dir), img_size=64, batch_size=2)
+    assert [Path(f).stem for f in ds.im_files] == ["boxes", "mixed"]
+    # extents by hand: triangle x 0.1-0.5, y 0.2-0.8; square x 0.7-0.9, y 0.1-0.3
+    np.testing.assert_allclose(ds.labels[1], [[0, 0.3, 0.5, 0.4, 0.6], [1, 0.6, 0.5, 0.2, 0.4],
+                                              [2, 0.8, 0.2, 0.2, 0.2]], atol=1e-6)
+    assert ds.segments[0] == []  # box-only file
+    assert [s.shape for s in ds.segments[1]] == [(3, 2), (0, 2), (4, 2)]  # the box line has no polygon
+    np.testing.assert_allclose(ds.segments[1][0], [[0.1, 0.2], [0.5, 0.2], [0.3, 0.8]], atol=1e-7)
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("cache should have been used")
+
+    monkeypatch.setattr("utils.dataloaders.scan_labels", no_scan)
+    cached = LoadImagesAndLabels(str(im_dir), img_size=64, batch_size=2)
+    assert cached.segments[0] == [] and len(cached.segments[1]) == 3
+    for a, b in zip(cached.segments[1], ds.segments[1]):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+def test_polygons_follow_letterbox_and_flips(tmp_path):
+    im_dir = polygon_dataset(tmp_path)
+    ds = LoadImagesAndLabels(str(im_dir), img_size=64, batch_size=2, augment=True,
+                             hyp=dict(NO_AUG, fliplr=1.0, flipud=1.0))
+    img, labels, segments, _, _ = ds.load_sample(1)
+    # random_perspective (identity here) resamples polygons to 1000 points; the triangle's corners are 0, 333, 666
+    assert img.shape == (3, 64, 64) and [len(s) for s in segments] == [1000, 0, 1000]
+    # letterbox 100x50 -> 64x32 with 16 px above: y' = (16 + 32 y) / 64, then both flips
+    tri = np.array([[0.1, 0.2], [0.5, 0.2], [0.3, 0.8]])
+    expected = np.stack((1 - tri[:, 0], 1 - (16 + 32 * tri[:, 1]) / 64), 1)
+    np.testing.assert_allclose(segments[0][[0, 333, 666]], expected, atol=1e-6)
+    boxes = segments2boxes([segments[0], segments[2]])
+    np.testing.assert_allclose(labels[[0, 2], 2:].numpy(), boxes, atol=1e-6)  # boxes stay the polygon extents
+
+
+def test_mosaic_boxes_are_polygon_extents(tmp_path):
+    im_dir = polygon_dataset(tmp_path)
+    hyp = dict(NO_AUG, mosaic=1.0, degrees=30, scale=0.3, translate=0.1)
+    ds = LoadImagesAndLabels(str(im_dir), img_size=64, batch_size=2, augment=True, hyp=hyp)
+    random.seed(1)
+    checked = 0
+    for _ in range(10):
+        img, labels, segments, _, _ = ds.load_sample(1)
+        assert len(segments) == len(labels)
+        for lb, seg in zip(labels.numpy(), segments):
+            if len(seg):  # only the points inside the image count, as in YOLOv5
+                inside = seg[((seg >= 0) & (seg <= 1)).all(1)]
+                lo, hi = inside.min(0), inside.max(0)
+                np.testing.assert_allclose(lb[2:], [*(lo + hi) / 2, *(hi - lo)], atol=2e-3)
+                checked += 1
+    assert checked >= 10
+
+
+def test_bad_class_lines_cost_only_the_line_in_train_and_val_loaders(tmp_path, caplog):
+    im_dir, lb_dir = tmp_path / "images", tmp_path / "labels"
+    im_dir.mkdir()
+    lb_dir.mkdir()
+    for name in ("bad", "good"):
+        cv2.imwrite(str(im_dir / f"{name}.png"), np.zeros((64, 64, 3), np.uint8))
+    (lb_dir / "good.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    (lb_dir / "bad.txt").write_text("0 0.3 0.3 0.2 0.2\n7 0.5 0.5 0.2 0.2\n-1 0.5 0.5 0.2 0.2\n"
+                                    "1.5 0.5 0.5 0.2 0.2\n2 0.7 0.7 0.2 0.2\n9 0.6 0.6 0.1 0.1\n")
+    as_train = dict(hyp=dict(NO_AUG, mosaic=0.0), augment=True, shuffle=True)  # train.py's arguments, minus mosaic
+    as_val = dict(pad=0.5, rect=True)  # val.py's arguments
+    for i, kwargs in enumerate((as_train, as_val)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="yolov5"):
+            loader, ds = create_dataloader(str(im_dir), 64, 2, 32, nc=3, workers=0, **kwargs)
+        bad = [r.getMessage() for r in caplog.records if "bad.txt" in r.getMessage()]
+        parse = [m for m in bad if "not a non-negative integer" in m]
+        over = [m for m in bad if "exceeds nc=3" in m]
+        assert len(parse) == len(over) == 1 and len(bad) == 2  # once per file and reason
+        assert "class ['-1', '1.5']" in parse[0] and "2 label line(s) ignored" in parse[0]
+        assert "class [7, 9]" in over[0] and "bad.png keeps its other 2 label(s)" in over[0]
+        assert [Path(f).stem for f in ds.im_files] == ["bad", "good"]
+        np.testing.assert_allclose(ds.labels[0], [[0, 0.3, 0.3, 0.2, 0.2], [2, 0.7, 0.7, 0.2, 0.2]])
+        targets = torch.cat([b[1] for b in loader])
+        assert sorted(targets[:, 1].tolist()) == [0, 1, 2]  # instances the loader hands to train/val
+        assert i == 1 or ds.augment
+
+
+def test_copy_paste_needs_polygons(tmp_path):
+    hyp = dict(NO_AUG, mosaic=1.0, copy_paste=1.0)
+    boxes = make_dataset(tmp_path / "b", [(64, 64, (4, 8, 24, 20)), (64, 64, (30, 30, 50, 60))])
+    plain = LoadImagesAndLabels(str(boxes), img_size=64, batch_size=2, augment=True, hyp=dict(hyp, copy_paste=0.0))
+    pasted = LoadImagesAndLabels(str(boxes), img_size=64, batch_size=2, augment=True, hyp=hyp)
+    for seed in range(4):  # box-only labels: copy_paste=1 changes nothing, not even the random stream
+        random.seed(seed)
+        a = plain[0]
+        random.seed(seed)
+        b = pasted[0]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    polys = LoadImagesAndLabels(str(polygon_dataset(tmp_path / "p")), img_size=64, batch_size=2, augment=True,
+                                hyp=hyp)
+    polys_plain = LoadImagesAndLabels(str(tmp_path / "p" / "images"), img_size=64, batch_size=2, augment=True,
+                                      hyp=dict(hyp, copy_paste=0.0))
+    added = 0
+    for seed in range(4):
+        random.seed(seed)
+        n0 = len(polys_plain[1][1])
+        random.seed(seed)
+        img, labels, segments, _, _ = polys.load_sample(1)
+        added += len(labels) - n0
+        assert len(segments) == len(labels)
+    assert added > 0
+
+
+def test_load_image_floors_the_resized_size(tmp_path):
+    im_dir = make_dataset(tmp_path, [(200, 300, (10, 10, 50, 50)), (300, 200, (10, 10, 50, 50))])
+    ds = LoadImagesAndLabels(str(im_dir), img_size=64, batch_size=2)
+    # 200 * 64 / 300 = 42.67: floored to 42 (rounding gave 43)
+    im, hw0, hw = ds.load_image(0)
+    assert im.shape[:2] == hw == (42, 64) and hw0 == (200, 300)
+    assert ds.load_image(1)[2] == (64, 42)
+    _, _, _, ((h0, w0), (ratio, pad)) = ds[0]
+    assert ratio == (42 / 200, 64 / 300) and pad == (0.0, 11.0)  # 64 - 42 = 22 px of padding, 11 on each side

@@ -1,8 +1,8 @@
 """Verification of image/label pairs and the label cache, on a fixture folder of broken files."""
 
 import io
-import logging
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -13,12 +13,11 @@ from PIL import Image
 
 import utils.dataset_check as dc
 from utils.dataloaders import LoadImagesAndLabels
-from utils.general import LOGGER
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken_dataset"
 GOOD = ["background.jpg", "bitmap.bmp", "class_high.jpg", "duplicate_rows.jpg", "empty_label.jpg", "eoi_missing.jpg",
-        "exif_rotated.jpg", "good.jpg", "good_png.png", "gray.png", "gray16.png", "rgba.png", "tiff.tif",
-        "upper_case.JPG", "webp.webp"]
+        "exif_rotated.jpg", "float_class.jpg", "good.jpg", "good_png.png", "gray.png", "gray16.png", "rgba.png",
+        "tiff.tif", "upper_case.JPG", "webp.webp"]
 CORRUPT = {  # file: words the warning must contain
     "zero_byte.jpg": "zero-byte",
     "tiny.png": "smaller than 10 pixels",
@@ -29,22 +28,7 @@ CORRUPT = {  # file: words the warning must contain
     "negative.jpg": "negative coordinate",
     "out_of_bounds.jpg": "coordinate > 1",
     "nan_value.jpg": "non-finite",
-    "float_class.jpg": "not a non-negative integer",
 }
-
-
-@pytest.fixture
-def logs():
-    """Messages logged through the project logger during a test."""
-    lines = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = lambda record: lines.append(record.getMessage())
-    level = LOGGER.level
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(logging.INFO)
-    yield lines
-    LOGGER.removeHandler(handler)
-    LOGGER.setLevel(level)
 
 
 @pytest.fixture
@@ -64,7 +48,11 @@ def test_broken_dataset_every_problem_reported_every_good_image_loaded(broken, l
         assert reason in line, f"{name}: expected '{reason}' in a warning, got {line!r}"
     assert "duplicate_rows.txt: 1 duplicate label rows removed" in text
     assert "eoi_missing.jpg: JPEG end marker missing, image data complete: restored and saved" in text
-    assert "25 images: 13 found, 1 missing, 1 empty, 10 corrupt, 1 duplicates removed" in text
+    assert "25 images: 14 found, 1 missing, 1 empty, 9 corrupt, 1 duplicates removed" in text
+    # a bad class costs its line only: one warning for the file, naming it and the class
+    bad = [m for m in logs if "float_class" in m]
+    assert len(bad) == 1 and "float_class.txt: class ['1.5'] is not a non-negative integer" in bad[0]
+    assert "1 label line(s) ignored, the image keeps its other 1 label(s)" in bad[0]
     assert "notes.txt" not in text  # files without an image suffix are not part of the dataset
     for i in range(len(ds)):  # every usable image really loads as 3-channel uint8
         im, labels, path, _ = ds[i]
@@ -90,14 +78,16 @@ def test_broken_dataset_details(broken):
         pil.load()  # decodes without a truncation error now
 
 
-def test_check_classes_drops_image_with_class_out_of_range(broken, logs):
+def test_check_classes_drops_only_the_line_with_class_out_of_range(broken, logs):
     ds = LoadImagesAndLabels(str(broken), img_size=64, batch_size=4, rect=True)
-    n = len(ds)
+    n, shapes = len(ds), ds.batch_shapes.copy()
+    i = [Path(f).name for f in ds.im_files].index("class_high.jpg")
     assert ds.check_classes(6) == 1
-    assert len(ds) == n - 1 and len(ds.labels) == len(ds.shapes) == len(ds.label_files) == n - 1
-    assert not any("class_high" in f for f in ds.im_files)
-    assert any("class_high.jpg" in m and "class [7] exceeds nc=6" in m for m in logs)
-    assert ds.batch_shapes.shape[0] == int(np.ceil((n - 1) / 4))  # rectangles recomputed for the smaller set
+    assert len(ds) == n and ds.im_files[i].endswith("class_high.jpg")  # the image stays
+    np.testing.assert_allclose(ds.labels[i], [[0, 0.4375, 0.5, 0.375, 0.5]])  # with its good label
+    warned = [m for m in logs if "exceeds nc" in m]
+    assert len(warned) == 1 and "class_high.txt: class [7] exceeds nc=6" in warned[0]
+    np.testing.assert_array_equal(ds.batch_shapes, shapes)
     assert ds.check_classes(6) == 0
 
 
@@ -217,5 +207,42 @@ def test_jpeg_data_complete_tells_missing_marker_from_cut():
 
 
 def test_verify_image_label_reports_missing_file(tmp_path):
-    im_file, lb, shape, nm, nf, ne, nc, nd, msg = dc.verify_image_label((str(tmp_path / "x.jpg"), "x.txt", "p: "))
+    im_file, lb, shape, segments, nm, nf, ne, nc, nd, msg = dc.verify_image_label((str(tmp_path / "x.jpg"), "x.txt",
+                                                                                    "p: "))
     assert im_file is None and nc == 1 and "x.jpg" in msg and msg.startswith("p: ")
+
+
+# label lines: polygons and bad classes ------------------------------------------------------------------------
+
+
+def test_parse_labels_polygons_mixed_with_boxes(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("0 0.1 0.2 0.5 0.2 0.3 0.8\n1 0.6 0.5 0.2 0.4\n0 0.1 0.2 0.5 0.2 0.3 0.8\n")
+    lb, segments, nd, bad = dc._parse_labels(str(f))
+    np.testing.assert_allclose(lb, [[0, 0.3, 0.5, 0.4, 0.6], [1, 0.6, 0.5, 0.2, 0.4]], atol=1e-6)
+    assert nd == 1 and bad == []  # the repeated polygon is a duplicate
+    assert [s.shape for s in segments] == [(3, 2), (0, 2)] and segments[0].dtype == np.float32
+    np.testing.assert_allclose(segments[0], [[0.1, 0.2], [0.5, 0.2], [0.3, 0.8]])
+    f.write_text("0 0.5 0.5 0.2 0.2\n")
+    assert dc._parse_labels(str(f))[1] == []  # box-only file: no segments at all
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("0 0.1 0.2 0.3 0.4 0.5", "got 6 columns"),
+    ("0 0.1 0.2 0.3 0.4 0.5 0.6 0.7", "an even number of coordinates"),
+    ("0 0.1 0.2 1.5 0.2 0.3 0.8", "line 2 (polygon extent as xywh): coordinate > 1"),
+])
+def test_parse_labels_rejects_malformed_polygons(tmp_path, line, reason):
+    f = tmp_path / "a.txt"
+    f.write_text(f"0 0.5 0.5 0.2 0.2\n{line}\n")
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        dc._parse_labels(str(f))
+
+
+def test_parse_labels_skips_bad_class_lines_only(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("-1 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n1.5 0.5 0.5 0.2 0.2\nabc 0.5 0.5 0.2 0.2\n"
+                 "3.0 0.1 0.1 0.1 0.1\n")
+    lb, segments, nd, bad = dc._parse_labels(str(f))
+    np.testing.assert_allclose(lb, [[2, 0.5, 0.5, 0.2, 0.2], [3, 0.1, 0.1, 0.1, 0.1]])
+    assert bad == ["-1", "1.5", "abc"] and nd == 0

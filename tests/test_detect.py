@@ -1,5 +1,7 @@
 """detect.py end to end: output files, label round trip, videos, and equal detections from .pt and its exports."""
 
+from copy import deepcopy
+
 import cv2
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import torch
 import detect
 import export
 from models.backends import DetectMultiBackend
+from models.experimental import attempt_load, torch_safe_load
 from tests.fixtures.inference import (
     NAMES,
     assert_same_detections,
@@ -128,3 +131,42 @@ def test_cli_defaults_match_yolov5():
     assert str(opt.project).endswith("runs/detect") and opt.name == "exp" and not opt.half and not opt.dnn
     opt = detect.parse_opt(["--classes", "0", "2", "--hide-labels", "--hide-conf", "--agnostic-nms", "--exist-ok"])
     assert opt.classes == [0, 2] and opt.hide_labels and opt.hide_conf and opt.agnostic_nms and opt.exist_ok
+
+
+def _trained_copy(weights, path):
+    """A copy of weights that looks like a mid-training checkpoint: optimizer state, an EMA, epoch 3."""
+    ckpt = torch_safe_load(weights)
+    model = ckpt["model"].float()
+    ckpt.update(epoch=3, best_fitness=0.5, ema=deepcopy(model).half(), updates=12,
+                optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9).state_dict())
+    torch.save(ckpt, path)
+    return path
+
+
+def test_update_strips_the_optimizer_cli_and_run(weights, images, tmp_path, caplog):
+    cli_w, run_w = _trained_copy(weights, tmp_path / "cli.pt"), _trained_copy(weights, tmp_path / "run.pt")
+    assert torch_safe_load(cli_w)["optimizer"] is not None
+    argv = ["--weights", str(cli_w), "--source", str(images / "square.jpg"), "--imgsz", "64", "--device", "cpu",
+            "--project", str(tmp_path), "--name", "cli", "--nosave", "--update"]
+    opt = detect.parse_opt(argv)  # no "unrecognized arguments"
+    assert opt.update is True and detect.parse_opt([]).update is False
+    with caplog.at_level("INFO", logger="yolov5"):
+        detect.main(opt)
+        _run(run_w, images / "square.jpg", tmp_path, name="run", imgsz=(64, 64), nosave=True, update=True)
+    for w in cli_w, run_w:
+        ckpt = torch_safe_load(w)  # still loads with the safe loader
+        assert ckpt["optimizer"] is None and ckpt["ema"] is None and ckpt["updates"] is None and ckpt["epoch"] == -1
+        assert next(ckpt["model"].parameters()).dtype == torch.float16
+        assert f"Optimizer stripped from {w}" in caplog.text
+        assert attempt_load(w)(torch.zeros(1, 3, 64, 64))[0].shape[0] == 1
+    args_line = next(x for x in caplog.text.splitlines() if "detect: " in x)
+    assert f"weights={cli_w}" in args_line and "source=" in args_line and "update=True" in args_line
+
+
+def test_update_leaves_exports_alone(weights, images, tmp_path, caplog):
+    onnx_file = export.run(weights=weights, imgsz=(64, 64), include=["onnx"])[0]
+    before = open(onnx_file, "rb").read()
+    with caplog.at_level("WARNING", logger="yolov5"):
+        _run(onnx_file, images / "square.jpg", tmp_path, imgsz=(64, 64), nosave=True, update=True)
+    assert f"--update only applies to .pt checkpoints; {onnx_file} left unchanged" in caplog.text
+    assert open(onnx_file, "rb").read() == before

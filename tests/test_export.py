@@ -2,6 +2,7 @@
 
 import ast
 import functools
+import inspect
 import logging
 
 import cv2
@@ -187,3 +188,38 @@ def test_cli_flags_match_yolov5():
     opt = export.parse_opt(["--weights", "a.pt", "--include", "onnx", "openvino", "--dynamic", "--simplify"])
     assert opt.include == ["onnx", "openvino"] and opt.opset == 17 and opt.imgsz == [640, 640]
     assert opt.dynamic and opt.simplify and not opt.half and opt.batch_size == 1
+
+
+V7_TF_TRT_FLAGS = ["--keras", "--workspace", "8", "--nms", "--agnostic-nms", "--topk-per-class", "5",
+                   "--topk-all", "7", "--iou-thres", "0.5", "--conf-thres", "0.3"]
+
+
+def test_v7_tensorflow_tensorrt_flags_accepted_and_reported_once(weights, tmp_path, caplog):
+    defaults = export.parse_opt([])
+    sig = inspect.signature(export.run).parameters
+    for k, (flag, default, _) in export.INACTIVE.items():  # CLI, run() and the warning agree on every default
+        assert getattr(defaults, k) == default and sig[k].default == default and flag in V7_TF_TRT_FLAGS, k
+    w = tmp_path / "tiny.pt"
+    w.write_bytes(open(weights, "rb").read())
+    opt = export.parse_opt(["--weights", str(w), "--imgsz", "64", "--include", "torchscript", *V7_TF_TRT_FLAGS])
+    assert (opt.keras, opt.workspace, opt.nms, opt.agnostic_nms) == (True, 8, True, True)
+    assert (opt.topk_per_class, opt.topk_all, opt.iou_thres, opt.conf_thres) == (5, 7, 0.5, 0.3)
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        assert len(export.main(opt)) == 1
+    cli_lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    args_line = next(r.getMessage() for r in caplog.records if "export: " in r.getMessage())
+    assert f"weights=['{w}']" in args_line and "include=['torchscript']" in args_line and "keras=True" in args_line
+    caplog.clear()
+    kwargs = {k: v for k, v in vars(opt).items() if k != "weights"}
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        assert len(export.run(weights=w, **kwargs)) == 1
+    run_lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert cli_lines == run_lines and len(cli_lines) == 1  # one line, the same from Python as from the shell
+    assert cli_lines[0] == (
+        "WARNING TensorFlow options --keras --nms --agnostic-nms --topk-per-class 5 --topk-all 7 --iou-thres 0.5 "
+        "--conf-thres 0.3 and TensorRT option --workspace 8 ignored: this project exports only torchscript, onnx, "
+        "openvino")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yolov5"):  # at their defaults the flags say nothing
+        export.run(weights=w, imgsz=(64, 64), include=["torchscript"], workspace=4, conf_thres=0.25)
+    assert not caplog.records

@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from utils.general import clip_boxes, scale_boxes, xyn2xy, xywh2xyxy, xywhn2xyxy, xyxy2xywh, xyxy2xywhn
+from utils.general import (
+    clip_boxes,
+    resample_segments,
+    scale_boxes,
+    segment2box,
+    segments2boxes,
+    xyn2xy,
+    xywh2xyxy,
+    xywhn2xyxy,
+    xyxy2xywh,
+    xyxy2xywhn,
+)
 
 BACKENDS = [np.array, lambda x: torch.tensor(x, dtype=torch.float32)]
 
@@ -68,3 +79,28 @@ def test_scale_boxes_with_ratio_pad_and_clipping(make):
     boxes = make([[18.0, 14.0, 58.0, 54.0], [0.0, 0.0, 400.0, 400.0]])
     out = scale_boxes((256, 256), boxes, (300, 400), ratio_pad=((0.5, 0.5), (8, 4)))
     assert np.allclose(_np(out), [[20, 20, 100, 100], [0, 0, 400, 300]])
+
+
+# polygons (segments) -----------------------------------------------------------------------------------------
+
+
+def test_segments2boxes_are_polygon_extents_as_xywh():
+    tri = np.array([[0.1, 0.2], [0.5, 0.2], [0.3, 0.8]], np.float32)
+    square = np.array([[0.7, 0.1], [0.9, 0.1], [0.9, 0.3], [0.7, 0.3]], np.float32)
+    boxes = segments2boxes([tri, square])
+    np.testing.assert_allclose(boxes, [[0.3, 0.5, 0.4, 0.6], [0.8, 0.2, 0.2, 0.2]], atol=1e-6)
+    assert segments2boxes([]).shape == (0, 4)
+
+
+def test_segment2box_uses_only_points_inside_the_image():
+    seg = np.array([[-10, 5], [20, 5], [20, 30], [5, 120]], np.float64)  # first and last points lie outside 50x100
+    np.testing.assert_array_equal(segment2box(seg, width=50, height=100), [20, 5, 20, 30])
+    np.testing.assert_array_equal(segment2box(np.array([[60.0, 5.0]]), width=50, height=100), [0, 0, 0, 0])
+
+
+def test_resample_segments_closes_and_spaces_by_vertex_index():
+    square = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.float32)
+    (out,) = resample_segments([square], n=9)  # 4 edges of the closed square, 2 steps each
+    np.testing.assert_allclose(out, [[0, 0], [5, 0], [10, 0], [10, 5], [10, 10], [5, 10], [0, 10], [0, 5], [0, 0]])
+    assert resample_segments([square])[0].shape == (1000, 2)
+    np.testing.assert_array_equal(square[0], [0, 0])  # input untouched

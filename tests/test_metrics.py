@@ -111,13 +111,71 @@ def test_match_predictions_one_detection_per_label_and_thresholds():
     assert correct[0].tolist() == [True] * 5 + [False] * 5
 
 
-def test_match_predictions_prefers_higher_iou():
+def test_match_predictions_first_detection_wins_as_in_v7():
     labels = torch.tensor([[0.0, 0.0, 0.0, 10.0, 10.0], [0.0, 20.0, 0.0, 30.0, 10.0]])
     dets = torch.tensor([[0.0, 0.0, 10.0, 6.0, 0.9, 0.0], [0.0, 0.0, 10.0, 9.0, 0.5, 0.0]])  # IoU 0.6 and 0.9
     correct = match_predictions(dets, labels, IOUV)
-    assert not correct[0, 0] and correct[1, 0]  # the label goes to the better box, not the more confident one
+    # YOLOv5 v7.0: where both qualify (0.50-0.60) the label goes to the first (more confident) detection, not to
+    # the better box; above 0.6 only the second one qualifies. A rule that re-sorts by IoU would credit det 1 at 0.5.
+    assert correct[0].tolist() == [True] * 3 + [False] * 7
+    assert correct[1].tolist() == [False] * 3 + [True] * 6 + [False]
     assert match_predictions(torch.zeros((0, 6)), labels, IOUV).shape == (0, 10)
     assert not match_predictions(dets, torch.zeros((0, 5)), IOUV).any()
+
+
+def test_match_predictions_detection_keeps_only_its_best_label():
+    # det 0 overlaps label A (IoU 0.75) and label B (IoU 0.8) and keeps only B; det 1 overlaps B alone (IoU 0.9).
+    # v7.0 then gives B to det 0 (first in detection order) and leaves det 1 and label A unmatched.
+    labels = torch.tensor([[0.0, 0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 10.0, 9.0]])
+    dets = torch.tensor([[0.0, 0.0, 10.0, 7.5, 0.9, 0.0], [0.0, 0.0, 10.0, 8.1, 0.8, 0.0]])
+    iou = box_iou(labels[:, 1:], dets[:, :4])
+    assert torch.allclose(iou, torch.tensor([[0.75, 0.81], [7.5 / 9, 0.9]]), atol=1e-6)
+    correct = match_predictions(dets, labels, torch.tensor([0.5]))
+    assert correct[:, 0].tolist() == [True, False]  # an IoU re-sort would give B to det 1 and A to nobody
+
+
+def _reference_matching(labels: list, dets: list, thr: float) -> list[bool]:
+    """v7.0's rule in plain Python: each detection picks its best same-class label, each label its first picker."""
+    def iou(a, b):
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        return iw * ih / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih)
+
+    picked = {}  # detection index -> label index
+    for j, d in enumerate(dets):
+        ious = [(iou(lb[1:], d[:4]), i) for i, lb in enumerate(labels) if lb[0] == d[5]]
+        ious = [(v, i) for v, i in ious if v >= thr]
+        if ious:
+            picked[j] = max(ious)[1]
+    winners = {}
+    for j in sorted(picked):
+        winners.setdefault(picked[j], j)
+    correct = [False] * len(dets)
+    for j in winners.values():
+        correct[j] = True
+    return correct
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_match_predictions_equals_reference_on_random_crowds(seed):
+    rng = np.random.default_rng(seed)
+    thresholds = [0.3, 0.5, 0.75]
+
+    def crowd(centres, n):
+        """n [cls, x1, y1, x2, y2] rows jittered around a few centres, so labels and detections compete."""
+        c = centres[rng.integers(len(centres), size=n)] + rng.normal(0, 4, (n, 2))
+        wh = rng.uniform(10, 30, (n, 2))
+        return np.concatenate((rng.integers(2, size=(n, 1)), c - wh / 2, c + wh / 2), 1)
+
+    for _ in range(25):
+        centres = rng.uniform(20, 80, (rng.integers(1, 4), 2))
+        labels = torch.tensor(crowd(centres, int(rng.integers(1, 6))), dtype=torch.float32)
+        b = crowd(centres, int(rng.integers(1, 12)))
+        conf = np.sort(rng.uniform(0, 1, len(b)))[::-1]  # NMS order: most confident first
+        dets = torch.tensor(np.concatenate((b[:, 1:], conf[:, None], b[:, :1]), 1), dtype=torch.float32)
+        correct = match_predictions(dets, labels, torch.tensor(thresholds))
+        for k, t in enumerate(thresholds):
+            assert correct[:, k].tolist() == _reference_matching(labels.tolist(), dets.tolist(), t)
 
 
 # AP ------------------------------------------------------------------------------------------------------------
@@ -196,6 +254,7 @@ def _ours(gts, dets):
     stats = []
     for g, d in zip(gts, dets):
         d, g = torch.tensor(d, dtype=torch.float32), torch.tensor(g, dtype=torch.float32)
+        d = d[d[:, 4].argsort(descending=True)]  # as NMS returns them: matching takes detection order as priority
         correct = match_predictions(d, g, IOUV)
         stats.append((correct.numpy(), d[:, 4].numpy(), d[:, 5].numpy(), g[:, 0].numpy()))
     tp, conf, pred_cls, target_cls = (np.concatenate(x) for x in zip(*stats))

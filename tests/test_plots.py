@@ -7,19 +7,25 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from utils.loggers import RESULTS_KEYS, write_results_row
 from utils.plots import (
+    RESULTS_PANELS,
     Annotator,
     colors,
     feature_visualization,
+    labels_correlogram,
     output_to_target,
     plot_images,
     plot_labels,
     plot_results,
     plot_val_study,
+    results_figure,
     save_one_box,
+    smooth,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,24 +112,109 @@ def test_plot_labels(tmp_path, caplog):
     plot_labels(labels, names=["a", "b", "c"], save_dir=tmp_path)
     im = cv2.imread(str(tmp_path / "labels.jpg"))
     assert im is not None and im.shape[0] > 500
+    im = cv2.imread(str(tmp_path / "labels_correlogram.jpg"))
+    assert im is not None and im.shape[:2] == (1600, 1600)  # 8x8 in at 200 dpi
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
     with caplog.at_level(logging.WARNING, logger="yolov5"):
         plot_labels(np.zeros((0, 5)), save_dir=empty_dir)
-    assert not (empty_dir / "labels.jpg").exists()
+    assert not (empty_dir / "labels.jpg").exists() and not (empty_dir / "labels_correlogram.jpg").exists()
 
 
-def test_plot_results_every_column(tmp_path):
-    cols = ["epoch", "train/box_loss", "train/obj_loss", "metrics/mAP_0.5", "x/lr0"]
-    rows = [[e, 0.1 / (e + 1), 0.05, 0.1 * e, 0.01] for e in range(5)]
-    text = ",".join(f"{c:>20s}" for c in cols) + "\n" + "\n".join(",".join(f"{v:>20.5g}" for v in r) for r in rows)
-    (tmp_path / "results.csv").write_text(text + "\n")
-    out = plot_results(tmp_path / "results.csv")
-    assert out == tmp_path / "results.png"
-    assert cv2.imread(str(out)) is not None
+def plt_close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_labels_correlogram_is_a_corner_pair_plot():
+    rng = np.random.default_rng(1)
+    boxes = np.column_stack((rng.uniform(0, 1, 300), rng.uniform(0, 0.5, 300), rng.uniform(0.1, 0.2, 300),
+                             np.full(300, 0.75)))
+    fig = labels_correlogram(boxes)
+    try:
+        assert len(fig.axes) == 10  # 4 histograms on the diagonal + 6 pairs below it, upper triangle removed
+        grid = {(a.get_subplotspec().rowspan.start, a.get_subplotspec().colspan.start): a for a in fig.axes}
+        assert set(grid) == {(i, j) for i in range(4) for j in range(i + 1)}
+        names = ("x", "y", "width", "height")
+        assert [grid[3, j].get_xlabel() for j in range(4)] == list(names)
+        assert [grid[i, 0].get_ylabel() for i in range(1, 4)] == list(names[1:])
+        for i in range(4):  # diagonal: 50-bin histogram of variable i holding every box
+            heights = [p.get_height() for p in grid[i, i].patches]
+            assert len(heights) == 50 and sum(heights) == 300
+        counts = np.histogram(boxes[:, 3], bins=50, range=(0, 1))[0]
+        assert [p.get_height() for p in grid[3, 3].patches] == counts.tolist()  # height is 0.75 everywhere
+        for i, j in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)):  # below: 2-D histogram, x = var j, y = var i
+            mesh = grid[i, j].collections[0].get_array()
+            want = np.histogram2d(boxes[:, j], boxes[:, i], bins=50, range=[[0, 1], [0, 1]])[0].T
+            assert np.ma.filled(mesh, 0).reshape(50, 50).tolist() == want.tolist()
+    finally:
+        plt_close(fig)
+
+
+def _results_csv(tmp_path, epochs: int = 4) -> Path:
+    f = tmp_path / "results.csv"
+    for e in range(epochs):
+        write_results_row(f, e, [(k + 1) / (e + 1) for k in range(len(RESULTS_KEYS))])  # column k: (k+1)/(e+1)
+    return f
+
+
+def test_plot_results_v7_layout(tmp_path):
+    f = _results_csv(tmp_path, epochs=4)
+    out = plot_results(f)
+    assert out == tmp_path / "results.png" and cv2.imread(str(out)).shape[:2] == (1200, 2400)  # 12x6 in at 200 dpi
     assert plot_results(dir=tmp_path) == out
+    data = pd.read_csv(f)
+    data.columns = [c.strip() for c in data.columns]
+    fig = results_figure({"results": data})
+    try:
+        assert len(fig.axes) == 10
+        assert [a.get_title() for a in fig.axes] == list(RESULTS_PANELS)
+        assert RESULTS_PANELS == (*RESULTS_KEYS[:5], *RESULTS_KEYS[7:10], *RESULTS_KEYS[5:7])  # v7.0's order
+        assert not any("lr" in a.get_title() for a in fig.axes)  # learning rates stay in results.csv
+        rows = sorted({round(a.get_position().y0, 3) for a in fig.axes})
+        cols = sorted({round(a.get_position().x0, 3) for a in fig.axes})
+        assert len(rows) == 2 and len(cols) == 5
+        for a, col in zip(fig.axes, RESULTS_PANELS):
+            data_line, smooth_line = a.get_lines()
+            k = RESULTS_KEYS.index(col)
+            assert data_line.get_xdata().tolist() == [0, 1, 2, 3]
+            assert data_line.get_ydata().tolist() == pytest.approx([(k + 1) / (e + 1) for e in range(4)], rel=1e-4)
+            assert smooth_line.get_linestyle() == ":"
+            assert smooth_line.get_ydata().tolist() == pytest.approx(smooth(data_line.get_ydata()).tolist())
+            ticks = a.xaxis.get_major_locator().tick_values(0, 3)
+            assert all(float(t).is_integer() for t in ticks)  # whole-number epochs
+        legend = fig.axes[1].get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == ["results", "smooth"]
+    finally:
+        plt_close(fig)
     with pytest.raises(FileNotFoundError, match="No results.csv"):
         plot_results(tmp_path / "missing.csv")
+
+
+def test_plot_results_warns_about_missing_columns(tmp_path, caplog):
+    f = tmp_path / "results.csv"
+    f.write_text("epoch,train/box_loss,metrics/mAP_0.5\n0,0.1,0.2\n1,0.05,0.3\n")
+    with caplog.at_level(logging.WARNING, logger="yolov5"):
+        assert plot_results(f).is_file()
+    assert "results.csv has no column train/obj_loss" in caplog.text
+
+
+def test_smooth_hand_computed():
+    assert smooth(np.full(7, 2.5)).tolist() == pytest.approx([2.5] * 7)  # a constant is unchanged
+    y = np.arange(40, dtype=float)
+    assert smooth(y)[13:27].tolist() == pytest.approx(y[13:27].tolist())  # a line, away from the edges (4 sigma)
+    assert smooth(y)[0] > y[0]  # the mirrored edge pulls the first value towards its neighbours
+    assert smooth(np.array([1.0])).tolist() == [1.0]
+    z = smooth(np.array([1.0, np.nan, 3.0, 3.0]))
+    assert np.isfinite(z).all() and 1.0 < z[0] < 3.0  # a missing value is left out, not spread
+
+
+def test_smooth_equals_scipy_gaussian_filter():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    y = np.random.default_rng(0).random(30)
+    for sigma in (1.0, 3.0):
+        assert smooth(y, sigma).tolist() == pytest.approx(ndimage.gaussian_filter1d(y, sigma).tolist(), abs=1e-12)
 
 
 def test_plot_val_study(tmp_path):

@@ -91,3 +91,27 @@ def test_load_streams_reads_a_stream_list_until_it_ends(tmp_path):
         if len(batches) > 10000:
             pytest.fail("LoadStreams did not stop after the video ended")
     assert batches and all(b == ((1, 3, 64, 64), (96, 128, 3)) for b in batches)  # 64x48, padded to stride
+
+
+def test_v7_import_paths_and_a_threaded_video_stream(tmp_path):
+    """v7.0 scripts import the sources from utils.dataloaders; LoadStreams reads a video in a thread until it ends."""
+    from utils import dataloaders
+
+    assert dataloaders.LoadImages is LoadImages and dataloaders.LoadStreams is LoadStreams
+    video = write_video(tmp_path / "cam.mp4", n=6)
+    cap, decoded = cv2.VideoCapture(str(video)), []
+    while (frame := cap.read()[1]) is not None:
+        decoded.append(frame)
+    cap.release()
+    assert len(decoded) == 6
+    dataset = dataloaders.LoadStreams(str(video), img_size=64, stride=32, auto=False, vid_stride=2)
+    assert dataset.threads[0].daemon and dataset.mode == "stream"
+    seen = set()
+    for i, (sources, im, im0, _, _) in enumerate(dataset):
+        assert sources == [str(video)] and im.shape == (1, 3, 64, 64)
+        seen |= {k for k, f in enumerate(decoded) if np.array_equal(f, im0[0])}
+        if i > 100000:
+            pytest.fail("LoadStreams did not stop after the video ended")
+    # the first frame is read on opening; after that the thread keeps every second frame: 2 and 4 of 0..5
+    assert seen and seen <= {0, 2, 4}
+    assert not dataset.threads[0].is_alive()

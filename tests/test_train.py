@@ -90,16 +90,22 @@ def plain_types(x) -> bool:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tiny_data, tmp_path_factory) -> Path:
-    """One in-process run of one epoch with plots."""
-    opt = train.run(**base_args(tiny_data, tmp_path_factory.mktemp("runs"), epochs=1))
-    return Path(opt.save_dir)
+def trained(tiny_data, tmp_path_factory) -> tuple[Path, list[str]]:
+    """One in-process run of one epoch with plots: its run folder and its log lines."""
+    with LogCapture() as log:
+        opt = train.run(**base_args(tiny_data, tmp_path_factory.mktemp("runs"), epochs=1))
+    return Path(opt.save_dir), log.lines
+
+
+@pytest.fixture(scope="module")
+def trained_run(trained) -> Path:
+    return trained[0]
 
 
 def test_run_writes_every_file(trained_run):
     d = trained_run
     for name in ("weights/last.pt", "weights/best.pt", "hyp.yaml", "opt.yaml", "results.csv", "results.png",
-                 "labels.jpg", "train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg",
+                 "labels.jpg", "labels_correlogram.jpg", "train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg",
                  "confusion_matrix.png", "PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png",
                  "val_batch0_labels.jpg", "val_batch0_pred.jpg"):
         assert (d / name).is_file(), f"{name} missing from {sorted(p.name for p in d.rglob('*'))}"
@@ -112,6 +118,46 @@ def test_run_writes_every_file(trained_run):
     opt_yaml = yaml.safe_load((d / "opt.yaml").read_text())
     assert opt_yaml["epochs"] == 1 and opt_yaml["imgsz"] == 64 and opt_yaml["hyp"]["lr0"] == 0.01
     assert yaml.safe_load((d / "hyp.yaml").read_text())["momentum"] == 0.937
+
+
+def test_start_logs_options_layer_table_and_summary(trained):
+    lines = trained[1]
+    args = next(x for x in lines if "train: " in x)
+    assert "cfg=yolov5n.yaml" in args and "epochs=1" in args and "entity=None" in args and "bucket=" in args
+    table = next(i for i, x in enumerate(lines) if "from  n    params  module" in x)
+    i, summary = next((i, x) for i, x in enumerate(lines) if " summary: " in x)
+    assert i > table and "models.yolo.Detect" in lines[i - 1]  # right under the layer table, as in v7.0
+    m = re.fullmatch(r"YOLOv5n summary: (\d+) layers, (\d+) parameters, (\d+) gradients, ([\d.]+) GFLOPs", summary)
+    assert m, summary
+    model = train.Model("yolov5n.yaml", nc=6)
+    n_p = sum(p.numel() for p in model.parameters())
+    assert (int(m[1]), int(m[2]), int(m[3])) == (len(list(model.modules())), n_p, n_p)
+    assert float(m[4]) > 0
+    assert not any("ignored" in x for x in lines)  # no v7.0 logger flag set, no warning
+
+
+def test_v7_logger_flags_accepted_and_reported_once(tmp_path, caplog):
+    """W&B and GCS flags parse (CLI) and are accepted by run(); either way one warning line names the set ones."""
+    flags = ["--entity", "team", "--upload_dataset", "--bbox_interval", "5", "--artifact_alias", "v3",
+             "--bucket", "my-bucket"]
+    defaults = train.parse_opt(argv=[])
+    for k, (flag, default, _) in train.INACTIVE.items():
+        assert getattr(defaults, k) == default and flag in flags, k
+    assert train.parse_opt(argv=["--upload_dataset", "val"]).upload_dataset == "val"
+    missing = str(tmp_path / "missing.yaml")  # main() stops at the data check, after the options are reported
+    opt = train.parse_opt(argv=["--cfg", "yolov5n.yaml", "--data", missing, *flags])
+    with caplog.at_level(logging.INFO, logger="yolov5"), pytest.raises(FileNotFoundError, match="missing.yaml"):
+        train.main(opt)
+    cli = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "entity=team" in caplog.text and "bucket=my-bucket" in caplog.text  # the options line
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="yolov5"), pytest.raises(FileNotFoundError, match="missing.yaml"):
+        train.run(cfg="yolov5n.yaml", data=missing, entity="team", upload_dataset=True, bbox_interval=5,
+                  artifact_alias="v3", bucket="my-bucket")
+    from_python = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert cli == from_python == [
+        "WARNING Weights & Biases options --entity team --upload_dataset --bbox_interval 5 --artifact_alias v3 and "
+        "Google Cloud Storage option --bucket my-bucket ignored: this project has no W&B logger and no cloud sync"]
 
 
 def test_final_checkpoints_are_stripped_and_safe(trained_run):

@@ -108,7 +108,7 @@ def test_oracle_gives_exact_metrics_plots_and_callbacks(tmp_path):
     # red and green found exactly: AP 0.995 (YOLOv5's ceiling) at every IoU; blue never found: AP 0
     assert map50 == pytest.approx(2 * 0.995 / 3, abs=1e-6)
     assert map50_95 == pytest.approx(2 * 0.995 / 3, abs=1e-6)
-    assert maps == pytest.approx([0.995, 0.995, 0.0], abs=1e-6)
+    assert maps.tolist() == pytest.approx([0.995, 0.995, 0.0], abs=1e-6)
     assert p == pytest.approx(2 / 3, abs=0.01) and r == pytest.approx(2 / 3, abs=0.01)
     assert losses == pytest.approx([1.0, 2.0, 3.0])  # mean over the 3 batches
     assert len(times) == 3 and all(t >= 0 for t in times)
@@ -195,6 +195,22 @@ def test_checkpoint_val_outputs(tmp_path, weights, caplog, capsys, monkeypatch):
     assert (tmp_path / "runs" / "exp2").is_dir()
 
 
+def test_run_from_python_logs_results_and_no_fp16_warning_on_cpu(tmp_path, weights, caplog):
+    # no set_logging call and no caplog level: importing the package leaves the project logger at INFO
+    data_yaml = make_dataset(tmp_path / "ds")
+    for half in (True, False):  # True is run()'s default, as in v7.0; on CPU it must quietly mean FP32
+        caplog.clear()
+        results, _, _ = val.run(str(data_yaml), weights=str(weights), imgsz=64, batch_size=2, device="cpu",
+                                project=tmp_path / "runs", workers=0, plots=False, half=half)
+        assert not [r for r in caplog.records if "FP16" in r.getMessage() or "half" in r.getMessage().lower()]
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any(m.split()[:3] == ["all", "5", "9"] for m in caplog.messages)
+        assert "Speed: " in caplog.text and "Results saved to" in caplog.text
+        if half:
+            first = results
+    assert first == results  # FP32 both times: the same figures
+
+
 def test_wrong_class_count_and_bad_class_labels(tmp_path, weights, caplog):
     data_yaml = make_dataset(tmp_path / "ds", extra_labels={"000004": ["7 0.5 0.5 0.2 0.2"]})
     with pytest.raises(ValueError, match="2 classes"):
@@ -203,9 +219,9 @@ def test_wrong_class_count_and_bad_class_labels(tmp_path, weights, caplog):
     with caplog.at_level(logging.INFO, logger="yolov5"):
         val.run(str(data_yaml), weights=str(weights), imgsz=64, device="cpu", project=tmp_path / "runs",
                 workers=0, plots=False)
-    assert "000004.png" in caplog.text and "class [7]" in caplog.text  # the bad file is named and skipped
-    # the other 4 images are still evaluated: 9 labels less the 1 good label of the dropped image
-    assert any(line.split()[:3] == ["all", "4", "8"] for line in caplog.messages)
+    assert "000004.txt: class [7] exceeds nc=3" in caplog.text and "000004.png" in caplog.text  # file and class
+    # only the bad line is dropped: all 5 images and their 9 good labels are evaluated
+    assert any(line.split()[:3] == ["all", "5", "9"] for line in caplog.messages)
 
 
 def test_speed_task(tmp_path, weights, caplog, monkeypatch):

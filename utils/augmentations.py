@@ -8,7 +8,7 @@ import random
 import cv2
 import numpy as np
 
-from utils.general import LOGGER, colorstr
+from utils.general import LOGGER, colorstr, resample_segments, segment2box
 
 PAD_COLOR = (114, 114, 114)  # grey used for letterbox borders and empty mosaic/perspective areas
 
@@ -118,18 +118,23 @@ def box_candidates(
 def random_perspective(
     im: np.ndarray,
     targets: np.ndarray = (),
+    segments: list[np.ndarray] | None = None,
     degrees: float = 10,
     translate: float = 0.1,
     scale: float = 0.1,
     shear: float = 10,
     perspective: float = 0.0,
     border: tuple[int, int] = (0, 0),
-) -> tuple[np.ndarray, np.ndarray]:
+):
     """Random rotation, scale, shear, translation and perspective of an image and its (n, 5) class-xyxy targets.
 
-    border (y, x) grows (positive) or shrinks (negative) the output: a 2s mosaic with border -s/2 comes out s.
-    Boxes are the hull of the transformed corners, clipped to the image; boxes that became too small, lost
-    most of their area or turned into slivers are dropped (box_candidates).
+    Returns (im, targets), or (im, targets, segments) when segments (one (k, 2) pixel polygon per target, (0, 2)
+    for a target without one) are given. A target with a polygon gets the box of its transformed polygon
+    (resampled to 1000 points, only the points inside the image count); the others the hull of their transformed
+    corners, clipped. border (y, x) grows (positive) or shrinks (negative) the output: a 2s mosaic with border -s/2
+    comes out s. Boxes that became too small, lost most of their area (90%, or 99% for polygons) or turned into
+    slivers are dropped (box_candidates). Random draws in YOLOv5's order: perspective x, y, angle, scale, shear x,
+    y, translation x, y.
     """
     height, width = im.shape[0] + border[0] * 2, im.shape[1] + border[1] * 2
 
@@ -141,8 +146,9 @@ def random_perspective(
     persp[2, 1] = random.uniform(-perspective, perspective)
 
     rot = np.eye(3)
+    angle = random.uniform(-degrees, degrees)
     s = random.uniform(1 - scale, 1 + scale)
-    rot[:2] = cv2.getRotationMatrix2D(center=(0, 0), angle=random.uniform(-degrees, degrees), scale=s)
+    rot[:2] = cv2.getRotationMatrix2D(center=(0, 0), angle=angle, scale=s)
 
     shr = np.eye(3)
     shr[0, 1] = math.tan(math.radians(random.uniform(-shear, shear)))
@@ -161,21 +167,44 @@ def random_perspective(
 
     targets = np.asarray(targets, dtype=np.float32).reshape(-1, 5)
     n = len(targets)
+    polys = list(segments) if segments is not None and len(segments) else [np.zeros((0, 2), np.float32)] * n
+    if len(polys) != n:
+        raise ValueError(f"random_perspective: {len(polys)} segments for {n} targets, expected one per target")
     if n:
-        corners = np.ones((n * 4, 3))
-        corners[:, :2] = targets[:, [1, 2, 3, 4, 1, 4, 3, 2]].reshape(n * 4, 2)  # x1y1, x2y2, x1y2, x2y1
-        corners = corners @ m.T
-        xy = corners[:, :2] / corners[:, 2:3] if perspective else corners[:, :2]
-        xy = xy.reshape(n, 8)
-        x, y = xy[:, [0, 2, 4, 6]], xy[:, [1, 3, 5, 7]]
-        new = np.stack((x.min(1), y.min(1), x.max(1), y.max(1)), 1)
-        new[:, [0, 2]] = new[:, [0, 2]].clip(0, width)
-        new[:, [1, 3]] = new[:, [1, 3]].clip(0, height)
+        new, polys = _warp_labels(targets, polys, m, perspective, width, height)
+        has_poly = np.array([len(p) > 0 for p in polys])
         # compare with the scaled original so that only area lost to clipping counts, not the zoom itself
-        keep = box_candidates(box1=targets[:, 1:5].T * s, box2=new.T, area_thr=0.10)
+        keep = box_candidates(box1=targets[:, 1:5].T * s, box2=new.T, area_thr=np.where(has_poly, 0.01, 0.10))
         targets = targets[keep]
         targets[:, 1:5] = new[keep]
-    return im, targets
+        polys = [p for p, k in zip(polys, keep) if k]
+    return (im, targets) if segments is None else (im, targets, polys)
+
+
+def _project(xy: np.ndarray, m: np.ndarray, perspective: float) -> np.ndarray:
+    """Points (k, 2) through the 3x3 matrix m (divided by w only for a perspective transform)."""
+    h = np.ones((len(xy), 3))
+    h[:, :2] = xy
+    h = h @ m.T
+    return h[:, :2] / h[:, 2:3] if perspective else h[:, :2]
+
+
+def _warp_labels(targets: np.ndarray, polys: list[np.ndarray], m: np.ndarray, perspective: float, width: int,
+                 height: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """New xyxy boxes (n, 4) for targets under m, from their polygons where they have one, and the moved polygons."""
+    n = len(targets)
+    corners = _project(targets[:, [1, 2, 3, 4, 1, 4, 3, 2]].reshape(n * 4, 2), m, perspective).reshape(n, 8)
+    x, y = corners[:, [0, 2, 4, 6]], corners[:, [1, 3, 5, 7]]
+    new = np.stack((x.min(1), y.min(1), x.max(1), y.max(1)), 1)
+    new[:, [0, 2]] = new[:, [0, 2]].clip(0, width)
+    new[:, [1, 3]] = new[:, [1, 3]].clip(0, height)
+    out = []
+    for i, p in enumerate(polys):
+        if len(p):
+            p = _project(resample_segments([p])[0], m, perspective).astype(np.float32)
+            new[i] = segment2box(p, width, height)
+        out.append(p)
+    return new, out
 
 
 def mixup(im: np.ndarray, labels: np.ndarray, im2: np.ndarray, labels2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,27 +221,35 @@ def box_ioa(box: np.ndarray, boxes: np.ndarray, eps: float = 1e-7) -> np.ndarray
     return iw * ih / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + eps)
 
 
-def copy_paste(im: np.ndarray, labels: np.ndarray, p: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Paste left-right mirrored copies of a random fraction p of the objects at their mirrored positions.
+def copy_paste(
+    im: np.ndarray, labels: np.ndarray, segments: list[np.ndarray], p: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Segment copy-paste (Ghiasi et al. 2021) as in YOLOv5: paste left-right mirrored copies of polygon objects.
 
-    Box-level variant of segment copy-paste (this loader reads box labels only): the whole box patch is
-    copied, and only where it covers less than 30% of every existing box, so no object gets hidden.
-    labels are (n, 5) class-xyxy in pixels; im is modified in place and returned with the grown labels.
+    A fraction p of the labels that have a polygon is picked; each is mirrored across the vertical centre line and
+    kept only if its mirrored box covers less than 30% of every box already there. The pixels inside the polygon
+    are copied from the mirrored image. labels are (n, 5) class-xyxy pixels and segments one (k, 2) pixel polygon
+    per label ((0, 2) for a box label), or [] for box-only labels: then nothing happens. im is modified in place.
     """
-    n = len(labels)
-    if not p or not n:
-        return im, labels
+    if not p or not len(segments):
+        return im, labels, segments
+    if len(segments) != len(labels):
+        raise ValueError(f"copy_paste: {len(segments)} segments for {len(labels)} labels, expected one per label")
+    candidates = [j for j, s in enumerate(segments) if len(s)]
+    if not candidates:
+        return im, labels, segments
     w = im.shape[1]
-    source = im.copy()  # paste from the untouched image so copies never contain earlier copies
-    new_labels = [labels]
-    for j in random.sample(range(n), k=round(p * n)):
+    segments = list(segments)
+    mask = np.zeros(im.shape[:2], np.uint8)
+    for j in random.sample(candidates, k=round(p * len(candidates))):
         c, x1, y1, x2, y2 = labels[j]
         mirrored = np.array([w - x2, y1, w - x1, y2], dtype=np.float32)
-        occupied = np.concatenate(new_labels, 0)[:, 1:5]
-        if (box_ioa(mirrored, occupied) < 0.30).all():
-            xa, ya, xb, yb = (int(round(v)) for v in (x1, y1, x2, y2))
-            if xb - xa < 1 or yb - ya < 1:
-                continue
-            im[ya:yb, w - xb : w - xa] = source[ya:yb, xa:xb][:, ::-1]
-            new_labels.append(np.array([[c, w - xb, ya, w - xa, yb]], dtype=labels.dtype))
-    return im, np.concatenate(new_labels, 0)
+        if (box_ioa(mirrored, labels[:, 1:5]) < 0.30).all():
+            labels = np.concatenate((labels, np.array([[c, *mirrored]], dtype=labels.dtype)), 0)
+            seg = segments[j]
+            segments.append(np.stack((w - seg[:, 0], seg[:, 1]), 1).astype(seg.dtype))
+            cv2.fillPoly(mask, [seg.astype(np.int32)], 1)  # the source region, truncated to pixels
+    if mask.any():
+        target = mask[:, ::-1].astype(bool)  # where the mirrored copies land
+        im[target] = im[:, ::-1][target]
+    return im, labels, segments

@@ -26,7 +26,8 @@ from utils.dataset_check import (
     scan_labels,
     summary,
 )
-from utils.general import LOGGER, NUM_THREADS, RANK, TQDM_BAR_FORMAT, xywhn2xyxy, xyxy2xywhn
+from utils.general import LOGGER, NUM_THREADS, RANK, TQDM_BAR_FORMAT, xyn2xy, xywhn2xyxy, xyxy2xywhn
+from utils.sources import LoadImages, LoadStreams  # noqa: F401  (v7.0 scripts import them from here)
 from utils.torch_utils import torch_distributed_zero_first
 
 HELP_MSG = "See the README section 'Datasets' for the expected images/ and labels/ layout"
@@ -72,15 +73,23 @@ def create_dataloader(
     shuffle: bool = False,
     seed: int = 0,
     nc: int | None = None,
+    dataset_cls: type | None = None,
+    dataset_kwargs: dict | None = None,
 ) -> tuple[DataLoader, LoadImagesAndLabels]:
-    """Build (loader, dataset); with nc given, images holding a class >= nc are dropped with a warning."""
+    """Build (loader, dataset); with nc given, label lines with a class >= nc are dropped with a warning.
+
+    dataset_cls (a LoadImagesAndLabels subclass, with its collate functions) and dataset_kwargs let a task such
+    as segmentation load more per image through the same loader.
+    """
+    dataset_cls = dataset_cls or LoadImagesAndLabels
     if rect and shuffle:
         LOGGER.warning("WARNING ⚠️ --rect is incompatible with DataLoader shuffle, setting shuffle=False")
         shuffle = False
     with torch_distributed_zero_first(rank):  # rank 0 scans and writes the cache, the others then read it
-        dataset = LoadImagesAndLabels(
+        dataset = dataset_cls(
             path, imgsz, batch_size, augment=augment, hyp=hyp, rect=rect, cache_images=cache,
             single_cls=single_cls, stride=int(stride), pad=pad, image_weights=image_weights, prefix=prefix,
+            **(dataset_kwargs or {}),
         )
     if nc is not None:
         dataset.check_classes(nc)
@@ -99,7 +108,7 @@ def create_dataloader(
         num_workers=nw,
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
-        collate_fn=LoadImagesAndLabels.collate_fn4 if quad else LoadImagesAndLabels.collate_fn,
+        collate_fn=dataset_cls.collate_fn4 if quad else dataset_cls.collate_fn,
         worker_init_fn=seed_worker,
         generator=generator,
     )
@@ -131,7 +140,12 @@ def _gather_images(path: str | Path | list, prefix: str = "") -> list[str]:
 
 
 class LoadImagesAndLabels(Dataset):
-    """YOLO-format dataset: items are (CHW uint8 RGB tensor, (n, 6) [batch, class, xywhn] labels, path, shapes)."""
+    """YOLO-format dataset: items are (CHW uint8 RGB tensor, (n, 6) [batch, class, xywhn] labels, path, shapes).
+
+    labels[i] is (n, 5) class-xywhn per image; segments[i] is [] when its label file has no polygon line, else one
+    float32 (k, 2) normalised polygon per label ((0, 2) for a box line). Polygons follow every geometric
+    augmentation and feed copy_paste; load_sample returns them with an item.
+    """
 
     def __init__(
         self,
@@ -173,6 +187,7 @@ class LoadImagesAndLabels(Dataset):
 
         self.im_files = cache["im_files"]
         self.labels = [lb.copy() for lb in cache["labels"]]
+        self.segments = [list(s) for s in cache["segments"]]
         self.shapes = np.asarray(cache["shapes"], dtype=np.int64).reshape(-1, 2)  # (width, height) per image
         self.label_files = img2label_paths(self.im_files)
         if single_cls:
@@ -217,7 +232,7 @@ class LoadImagesAndLabels(Dataset):
     def _take(self, idx: np.ndarray) -> None:
         """Keep (and reorder to) the images at idx, then recompute batches and rectangular shapes."""
         idx = np.asarray(idx, dtype=np.int64)
-        for name in ("im_files", "label_files", "labels", "ims", "im_hw0", "im_hw", "npy_files"):
+        for name in ("im_files", "label_files", "labels", "segments", "ims", "im_hw0", "im_hw", "npy_files"):
             values = getattr(self, name)
             setattr(self, name, [values[i] for i in idx])
         self.shapes = self.shapes[idx].reshape(-1, 2)
@@ -251,17 +266,24 @@ class LoadImagesAndLabels(Dataset):
         self.batch_shapes = np.ceil(shapes * self.img_size / self.stride + self.pad).astype(int) * self.stride
 
     def check_classes(self, nc: int) -> int:
-        """Drop images holding a class index >= nc, warning with file and class; returns how many were dropped."""
-        keep = np.ones(len(self.labels), dtype=bool)
+        """Drop label lines whose class is >= nc, warning once per file; the images keep their other labels.
+
+        Returns how many lines were dropped.
+        """
+        dropped = 0
         for i, lb in enumerate(self.labels):
-            if len(lb) and lb[:, 0].max() >= nc:
-                keep[i] = False
-                bad = sorted({int(c) for c in lb[:, 0] if c >= nc})
-                LOGGER.warning(f"{self.prefix}WARNING ⚠️ {self.im_files[i]}: class {bad} exceeds nc={nc} "
-                               f"(classes 0-{nc - 1}) in {self.label_files[i]}, image skipped")
-        if not keep.all():
-            self._take(np.flatnonzero(keep))
-        return int((~keep).sum())
+            bad = lb[:, 0] >= nc
+            if not bad.any():
+                continue
+            classes = sorted({int(c) for c in lb[bad, 0]})
+            self.labels[i] = lb[~bad]
+            if self.segments[i]:
+                self.segments[i] = [seg for seg, b in zip(self.segments[i], bad) if not b]
+            dropped += int(bad.sum())
+            LOGGER.warning(f"{self.prefix}WARNING ⚠️ {self.label_files[i]}: class {classes} exceeds nc={nc} "
+                           f"(classes 0-{nc - 1}), {int(bad.sum())} label line(s) ignored; {self.im_files[i]} keeps "
+                           f"its other {len(self.labels[i])} label(s)")
+        return dropped
 
     def check_cache_ram(self, safety_margin: float = 0.1, prefix: str = "") -> bool:
         """True if the resized images fit into available memory (estimated from a sample)."""
@@ -344,17 +366,27 @@ class LoadImagesAndLabels(Dataset):
         if r != 1:
             # area averaging is best for pure downscaling; training and upscaling use cheaper bilinear
             interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
-            im = cv2.resize(im, (max(1, round(w0 * r)), max(1, round(h0 * r))), interpolation=interp)
+            # sides floored as YOLOv5 v7.0 does (a 300x200 image at 64 becomes 64x42, not 64x43)
+            im = cv2.resize(im, (max(1, int(w0 * r)), max(1, int(h0 * r))), interpolation=interp)
         return im, (h0, w0), im.shape[:2]
 
-    def load_mosaic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Four images around a random centre on a 2s canvas, then random_perspective down to s: (image, class-xyxy)."""
+    def _pixel_segments(self, i: int, w: float, h: float, padw: float = 0, padh: float = 0) -> list[np.ndarray]:
+        """Image i's polygons in pixels of a w x h placement, one per label ((0, 2) where a label has none)."""
+        if not self.segments[i]:
+            return [np.zeros((0, 2), np.float32) for _ in range(len(self.labels[i]))]
+        return [xyn2xy(seg, w, h, padw, padh) for seg in self.segments[i]]
+
+    def load_mosaic(self, index: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Four images around a random centre on a 2s canvas, then copy-paste and random_perspective down to s.
+
+        Returns (image, class-xyxy labels, one pixel polygon per label).
+        """
         s = self.img_size
         yc, xc = (int(random.uniform(-b, 2 * s + b)) for b in self.mosaic_border)
         indices = [index] + random.choices(self.indices, k=3)
         random.shuffle(indices)
         canvas = None
-        all_labels = []
+        all_labels, segments = [], []
         for k, i in enumerate(indices):
             im, _, (h, w) = self.load_image(i)
             if canvas is None:
@@ -369,26 +401,37 @@ class LoadImagesAndLabels(Dataset):
             if labels.size:
                 labels[:, 1:] = xywhn2xyxy(labels[:, 1:], w, h, padw=ox, padh=oy)
             all_labels.append(labels)
+            segments += self._pixel_segments(i, w, h, ox, oy)
         labels = np.concatenate(all_labels, 0)
-        np.clip(labels[:, 1:], 0, 2 * s, out=labels[:, 1:])
+        for x in (labels[:, 1:], *segments):
+            np.clip(x, 0, 2 * s, out=x)
         hyp = self.hyp
-        canvas, labels = copy_paste(canvas, labels, p=hyp.get("copy_paste", 0.0))
-        canvas, labels = random_perspective(
-            canvas, labels, degrees=hyp.get("degrees", 0.0), translate=hyp.get("translate", 0.0),
+        canvas, labels, segments = copy_paste(canvas, labels, segments, p=hyp.get("copy_paste", 0.0))
+        return random_perspective(
+            canvas, labels, segments, degrees=hyp.get("degrees", 0.0), translate=hyp.get("translate", 0.0),
             scale=hyp.get("scale", 0.0), shear=hyp.get("shear", 0.0), perspective=hyp.get("perspective", 0.0),
             border=self.mosaic_border,
         )
-        return canvas, labels
 
     def __getitem__(self, index: int):
         """One training/validation sample: (image tensor, labels (n, 6), path, shapes or None for mosaics)."""
+        img, labels, _, path, shapes = self.load_sample(index)
+        return img, labels, path, shapes
+
+    def load_sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray], str, tuple | None]:
+        """__getitem__'s item with the polygons: (image, labels (n, 6), segments, path, shapes).
+
+        segments are normalised (k, 2) polygons in the returned image, one per label ((0, 2) for a box label).
+        """
         index = self.indices[index]  # linear, shuffled or image-weighted
         hyp = self.hyp
         if self.mosaic and random.random() < hyp.get("mosaic", 1.0):
-            img, labels = self.load_mosaic(index)
+            img, labels, segments = self.load_mosaic(index)
             shapes = None
             if random.random() < hyp.get("mixup", 0.0):
-                img, labels = mixup(img, labels, *self.load_mosaic(random.choice(self.indices)))
+                img2, labels2, segments2 = self.load_mosaic(random.choice(self.indices))
+                img, labels = mixup(img, labels, img2, labels2)
+                segments = segments + segments2
         else:
             img, (h0, w0), (h, w) = self.load_image(index)
             shape = self.batch_shapes[self.batch[index]] if self.rect else self.img_size
@@ -397,34 +440,41 @@ class LoadImagesAndLabels(Dataset):
             labels = self.labels[index].copy()
             if labels.size:
                 labels[:, 1:] = xywhn2xyxy(labels[:, 1:], ratio[0] * w, ratio[1] * h, padw=pad[0], padh=pad[1])
+            segments = self._pixel_segments(index, ratio[0] * w, ratio[1] * h, pad[0], pad[1])
             if self.augment:
-                img, labels = random_perspective(
-                    img, labels, degrees=hyp.get("degrees", 0.0), translate=hyp.get("translate", 0.0),
+                img, labels, segments = random_perspective(
+                    img, labels, segments, degrees=hyp.get("degrees", 0.0), translate=hyp.get("translate", 0.0),
                     scale=hyp.get("scale", 0.0), shear=hyp.get("shear", 0.0),
                     perspective=hyp.get("perspective", 0.0),
                 )
 
         nl = len(labels)
+        h, w = img.shape[:2]
         if nl:
-            labels[:, 1:5] = xyxy2xywhn(labels[:, 1:5], w=img.shape[1], h=img.shape[0], clip=True, eps=1e-3)
+            labels[:, 1:5] = xyxy2xywhn(labels[:, 1:5], w=w, h=h, clip=True, eps=1e-3)
+        segments = [seg / np.array([w, h], np.float32) for seg in segments]
         if self.augment:
             img, labels = self.albumentations(img, labels)
+            if len(labels) != nl:  # a dropped box cannot be matched to its polygon any more
+                segments = [np.zeros((0, 2), np.float32) for _ in range(len(labels))]
             nl = len(labels)
             augment_hsv(img, hgain=hyp.get("hsv_h", 0.0), sgain=hyp.get("hsv_s", 0.0), vgain=hyp.get("hsv_v", 0.0))
             if random.random() < hyp.get("flipud", 0.0):
                 img = np.flipud(img)
                 if nl:
                     labels[:, 2] = 1 - labels[:, 2]
+                    segments = [np.stack((seg[:, 0], 1 - seg[:, 1]), 1) for seg in segments]
             if random.random() < hyp.get("fliplr", 0.0):
                 img = np.fliplr(img)
                 if nl:
                     labels[:, 1] = 1 - labels[:, 1]
+                    segments = [np.stack((1 - seg[:, 0], seg[:, 1]), 1) for seg in segments]
 
         labels_out = torch.zeros((nl, 6))
         if nl:
             labels_out[:, 1:] = torch.from_numpy(np.asarray(labels, dtype=np.float32))
         img = np.ascontiguousarray(img.transpose((2, 0, 1))[::-1])  # HWC BGR -> CHW RGB
-        return torch.from_numpy(img), labels_out, self.im_files[index], shapes
+        return torch.from_numpy(img), labels_out, segments, self.im_files[index], shapes
 
     @staticmethod
     def collate_fn(batch: list) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 from multiprocessing.pool import Pool
 from pathlib import Path
@@ -13,10 +14,10 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
-from utils.general import LOGGER, NUM_THREADS, TQDM_BAR_FORMAT
+from utils.general import LOGGER, NUM_THREADS, TQDM_BAR_FORMAT, segments2boxes
 
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp")  # lower-case suffixes
-CACHE_VERSION = "yolo-labels-v1"  # bump when the cache layout or the checks change; older caches are rebuilt
+CACHE_VERSION = "yolo-labels-v2"  # bump when the layout or the checks change (v2: polygons); older caches are rebuilt
 JPEG_EOI = b"\xff\xd9"  # end-of-image marker
 MIN_SIZE = 10  # pixels; anything smaller cannot hold an object at any training size
 _ORIENTATION = next(k for k, v in ExifTags.TAGS.items() if v == "Orientation")
@@ -117,36 +118,75 @@ def _check_image(im_file: str) -> tuple[tuple[int, int], str]:
     return shape, "JPEG end marker missing, image data complete: restored and saved"
 
 
-def _parse_labels(lb_file: str) -> tuple[np.ndarray, int]:
-    """Return (n, 5) labels and the number of duplicate rows removed, raising ValueError naming the line."""
+def _class_index(token: str) -> int | None:
+    """The class index a label token names, or None when it is not a non-negative integer."""
+    try:
+        c = float(token)
+    except ValueError:
+        return None
+    return int(c) if math.isfinite(c) and c >= 0 and c == int(c) else None
+
+
+def _parse_line(tokens: list[str], where: str) -> tuple[list[float], np.ndarray | None]:
+    """Coordinates of one label line as ([xc, yc, w, h], polygon (k, 2) or None), raising ValueError naming it."""
+    n = len(tokens)
+    if n != 5 and (n < 7 or n % 2 == 0):
+        raise ValueError(f"{where}: expected 5 columns (class x_center y_center width height) or a polygon "
+                         f"(class x1 y1 x2 y2 x3 y3 ..., an even number of coordinates), got {n} columns")
+    try:
+        values = [float(t) for t in tokens[1:]]
+    except ValueError:
+        bad = next(t for t in tokens[1:] if not _is_float(t))
+        raise ValueError(f"{where}: non-numeric value '{bad}'") from None
+    if not all(map(math.isfinite, values)):
+        raise ValueError(f"{where}: non-finite value in {tokens[1:]}")
+    polygon = None
+    if n > 5:  # a polygon counts as the box it spans; the box is checked as a box line would be
+        polygon = np.array(values, dtype=np.float32).reshape(-1, 2)
+        values = segments2boxes([polygon])[0].tolist()
+        where += " (polygon extent as xywh)"
+    if min(values) < 0:
+        raise ValueError(f"{where}: negative coordinate in {_short(values)}")
+    if max(values) > 1:
+        raise ValueError(f"{where}: coordinate > 1 in {_short(values)}, expected normalised values in [0, 1]")
+    return values, polygon
+
+
+def _short(values: list[float]) -> list[str]:
+    return [f"{v:g}" for v in values]
+
+
+def _parse_labels(lb_file: str) -> tuple[np.ndarray, list[np.ndarray], int, list[str]]:
+    """Parse a label file: (n, 5) class-xywh labels, segments, duplicate rows removed, bad class tokens skipped.
+
+    segments is [] when no line is a polygon; otherwise one float32 (k, 2) polygon per label, (0, 2) for box lines.
+    A line whose class is not a non-negative integer is skipped (its token is returned); any other fault raises
+    ValueError naming the line.
+    """
     with open(lb_file, errors="replace") as f:
         lines = f.read().splitlines()
-    rows = []
+    rows, polygons, bad_classes, seen = [], [], [], set()
+    nd = 0
     for i, line in enumerate(lines, 1):
         tokens = line.split()
         if not tokens:
             continue
-        where = f"{lb_file} line {i}"
-        if len(tokens) != 5:
-            raise ValueError(f"{where}: expected 5 columns (class x_center y_center width height), got {len(tokens)}")
-        try:
-            row = [float(t) for t in tokens]
-        except ValueError:
-            bad = next(t for t in tokens if not _is_float(t))
-            raise ValueError(f"{where}: non-numeric value '{bad}'") from None
-        if not all(np.isfinite(row)):
-            raise ValueError(f"{where}: non-finite value in {tokens}")
-        if row[0] < 0 or row[0] != int(row[0]):
-            raise ValueError(f"{where}: class '{tokens[0]}' is not a non-negative integer")
-        if min(row[1:]) < 0:
-            raise ValueError(f"{where}: negative coordinate in {tokens[1:]}")
-        if max(row[1:]) > 1:
-            raise ValueError(f"{where}: coordinate > 1 in {tokens[1:]}, expected normalised xywh in [0, 1]")
-        rows.append(row)
+        values, polygon = _parse_line(tokens, f"{lb_file} line {i}")
+        c = _class_index(tokens[0])
+        if c is None:
+            bad_classes.append(tokens[0])
+            continue
+        key = (c, *np.float32(values).tolist(), *(polygon.ravel().tolist() if polygon is not None else ()))
+        if key in seen:
+            nd += 1
+            continue
+        seen.add(key)
+        rows.append([c, *values])
+        polygons.append(polygon)
     lb = np.array(rows, dtype=np.float32).reshape(-1, 5)
-    _, first = np.unique(lb, axis=0, return_index=True)
-    nd = len(lb) - len(first)
-    return (lb[np.sort(first)] if nd else lb), nd
+    empty = np.zeros((0, 2), dtype=np.float32)
+    segments = [empty if p is None else p for p in polygons] if any(p is not None for p in polygons) else []
+    return lb, segments, nd, bad_classes
 
 
 def _is_float(s: str) -> bool:
@@ -158,7 +198,7 @@ def _is_float(s: str) -> bool:
 
 
 def verify_image_label(args: tuple[str, str, str]) -> tuple:
-    """Check one image/label pair: (im_file, labels or None, (w, h), nm, nf, ne, nc, nd, msg)."""
+    """Check one image/label pair: (im_file, labels or None, (w, h), segments, nm, nf, ne, nc, nd, msg)."""
     im_file, lb_file, prefix = args
     nm = nf = ne = nc = nd = 0
     msgs = []
@@ -166,8 +206,12 @@ def verify_image_label(args: tuple[str, str, str]) -> tuple:
         shape, note = _check_image(im_file)
         if note:
             msgs.append(f"{prefix}WARNING ⚠️ {im_file}: {note}")
+        segments = []
         if os.path.isfile(lb_file):
-            lb, nd = _parse_labels(lb_file)
+            lb, segments, nd, bad = _parse_labels(lb_file)
+            if bad:
+                msgs.append(f"{prefix}WARNING ⚠️ {lb_file}: class {sorted(set(bad))} is not a non-negative integer, "
+                            f"{len(bad)} label line(s) ignored, the image keeps its other {len(lb)} label(s)")
             if nd:
                 msgs.append(f"{prefix}WARNING ⚠️ {lb_file}: {nd} duplicate label rows removed")
             if len(lb):
@@ -176,10 +220,10 @@ def verify_image_label(args: tuple[str, str, str]) -> tuple:
                 ne = 1
         else:
             nm, lb = 1, np.zeros((0, 5), dtype=np.float32)
-        return im_file, lb, shape, nm, nf, ne, nc, nd, "\n".join(msgs)
+        return im_file, lb, shape, segments, nm, nf, ne, nc, nd, "\n".join(msgs)
     except Exception as e:
         msgs.append(f"{prefix}WARNING ⚠️ {im_file}: ignoring corrupt image/label: {e}")
-        return None, None, None, nm, nf, ne, 1, nd, "\n".join(msgs)
+        return None, None, None, None, nm, nf, ne, 1, nd, "\n".join(msgs)
 
 
 def get_hash(paths: list[str]) -> str:
@@ -212,16 +256,17 @@ def _map(fn, items: list, desc: str, total: int):
 
 def scan_labels(im_files: list[str], label_files: list[str], prefix: str = "", desc: str = "") -> dict:
     """Verify every pair in parallel; returns the cache dict of usable images, messages and counts."""
-    cache = {"im_files": [], "labels": [], "shapes": [], "msgs": []}
+    cache = {"im_files": [], "labels": [], "shapes": [], "segments": [], "msgs": []}
     nm = nf = ne = nc = nd = 0
     jobs = [(im, lb, prefix) for im, lb in zip(im_files, label_files)]
     bar = _map(verify_image_label, jobs, desc=f"{prefix}Scanning {desc}...", total=len(jobs))
-    for im_file, lb, shape, nm_f, nf_f, ne_f, nc_f, nd_f, msg in bar:
+    for im_file, lb, shape, segments, nm_f, nf_f, ne_f, nc_f, nd_f, msg in bar:
         nm, nf, ne, nc, nd = nm + nm_f, nf + nf_f, ne + ne_f, nc + nc_f, nd + nd_f
         if im_file:
             cache["im_files"].append(im_file)
             cache["labels"].append(lb)
             cache["shapes"].append(shape)
+            cache["segments"].append(segments)
         if msg:
             cache["msgs"].append(msg)
     for msg in cache["msgs"]:
@@ -239,7 +284,11 @@ def summary(results: tuple[int, ...]) -> str:
 
 def save_cache(path: Path, cache: dict, hash_: str, prefix: str = "") -> bool:
     """Write the cache as a pickle-free .npz (atomic rename); warns and returns False when the folder is read-only."""
-    labels = cache["labels"]
+    labels, segments = cache["labels"], cache["segments"]
+    # polygons flattened like the labels: per image a flag, per label a point count, then all points
+    has_segments = np.array([len(s) > 0 for s in segments], dtype=bool)
+    seg_counts = [len(p) for lb, s in zip(labels, segments) for p in (s or [()] * len(lb))]
+    points = [p for s in segments for p in s if len(p)]
     arrays = {
         "version": np.array(CACHE_VERSION),
         "hash": np.array(hash_),
@@ -247,6 +296,9 @@ def save_cache(path: Path, cache: dict, hash_: str, prefix: str = "") -> bool:
         "shapes": np.asarray(cache["shapes"], dtype=np.int64).reshape(-1, 2),
         "counts": np.array([len(x) for x in labels], dtype=np.int64),
         "labels": np.concatenate(labels, 0).astype(np.float32) if labels else np.zeros((0, 5), np.float32),
+        "has_segments": has_segments,
+        "segment_counts": np.array(seg_counts, dtype=np.int64),
+        "segment_points": np.concatenate(points, 0).astype(np.float32) if points else np.zeros((0, 2), np.float32),
         "msgs": np.array(cache["msgs"], dtype=str),
         "results": np.array(cache["results"], dtype=np.int64),
     }
@@ -271,12 +323,18 @@ def load_cache(path: Path, hash_: str) -> dict | None:
                 return None
             counts, labels = z["counts"], z["labels"]
             im_files, shapes = [str(x) for x in z["im_files"]], z["shapes"]
-            if not (len(im_files) == len(counts) == len(shapes) and counts.sum() == len(labels)):
+            has_segments, seg_counts, points = z["has_segments"], z["segment_counts"], z["segment_points"]
+            if not (len(im_files) == len(counts) == len(shapes) == len(has_segments) and counts.sum() == len(labels)
+                    and len(seg_counts) == len(labels) and seg_counts.sum() == len(points)):
                 return None
+            split = np.cumsum(counts)[:-1]
+            polygons = np.split(points.reshape(-1, 2), np.cumsum(seg_counts)[:-1]) if len(seg_counts) else []
+            per_image = np.split(np.arange(len(polygons)), split) if len(counts) else []
             return {
                 "im_files": im_files,
-                "labels": np.split(labels.reshape(-1, 5), np.cumsum(counts)[:-1]) if len(counts) else [],
+                "labels": np.split(labels.reshape(-1, 5), split) if len(counts) else [],
                 "shapes": shapes.reshape(-1, 2),
+                "segments": [[polygons[j] for j in idx] if flag else [] for idx, flag in zip(per_image, has_segments)],
                 "msgs": [str(x) for x in z["msgs"]],
                 "results": tuple(int(x) for x in z["results"]),
             }

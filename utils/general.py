@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import glob
+import inspect
 import logging
 import math
 import os
 import re
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +30,48 @@ LOGGER = logging.getLogger(LOGGING_NAME)
 TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # one tqdm bar layout for every loop
 
 
+class _ProjectLogHandler(logging.StreamHandler):
+    """Plain messages to the current sys.stderr, unless a root-logger handler will show the record anyway.
+
+    The stream is looked up per record, so pytest's capsys and notebooks that swap sys.stderr see the lines. An
+    application that configures logging itself (logging.basicConfig, pytest's log capture) gets each record once,
+    through its own root handlers and format, because the project logger keeps propagating.
+    """
+
+    def __init__(self, name: str = LOGGING_NAME):
+        """A handler for the logger called name (its propagate flag decides whether root handlers see records)."""
+        super().__init__()
+        self.logger_name = name
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        """Whatever sys.stderr is now."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # StreamHandler.__init__ assigns a stream; this handler always follows sys.stderr
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Emit only records that no root handler will print."""
+        if logging.getLogger(self.logger_name).propagate:
+            if any(record.levelno >= h.level for h in logging.getLogger().handlers):
+                return False
+        return bool(super().filter(record))
+
+
 def set_logging(name: str = LOGGING_NAME, verbose: bool = True) -> logging.Logger:
-    """Give the project logger one plain stream handler; ranks other than 0 log warnings only."""
+    """Give the project logger its stream handler (once) and level INFO; ranks other than 0 log warnings only."""
     level = logging.INFO if verbose and RANK in {-1, 0} else logging.WARNING
     logger = logging.getLogger(name)
     logger.setLevel(level)
-    if not any(getattr(h, "_yolo", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._yolo = True
-        logger.addHandler(handler)
-    logger.propagate = False
+    if not any(isinstance(h, _ProjectLogHandler) for h in logger.handlers):
+        logger.addHandler(_ProjectLogHandler(name))
     return logger
+
+
+set_logging()  # the one import-time action: run() called from Python logs its tables and paths, as the CLIs do
 
 
 def colorstr(*args: str) -> str:
@@ -48,6 +83,61 @@ def colorstr(*args: str) -> str:
         "bold": "\033[1m", "underline": "\033[4m", "end": "\033[0m",
     }
     return "".join(codes[s] for s in styles) + f"{text}" + codes["end"]
+
+
+def print_args(args: dict | argparse.Namespace | None = None, show_file: bool = True, show_func: bool = False) -> None:
+    """Log a run's arguments as one 'script: k=v, k=v' line; without args, the calling function's own arguments."""
+    frame = inspect.currentframe().f_back
+    if args is None:
+        info = inspect.getargvalues(frame)
+        args = {k: info.locals[k] for k in info.args}
+    elif isinstance(args, argparse.Namespace):
+        args = vars(args)
+    file = Path(frame.f_code.co_filename).resolve()
+    try:
+        name = file.relative_to(ROOT).with_suffix("").as_posix()
+    except ValueError:  # a caller outside the repository: its file name alone
+        name = file.stem
+    head = (f"{name}: " if show_file else "") + (f"{frame.f_code.co_name}: " if show_func else "")
+    LOGGER.info(colorstr(head) + ", ".join(f"{k}={v}" for k, v in args.items()))
+
+
+class Profile(contextlib.ContextDecorator):
+    """Time a block (with) or a function (@): .dt is the last duration in seconds, .t the running total.
+
+    CUDA runs asynchronously, so on a CUDA device the clock is read only after the queued work has finished.
+    """
+
+    def __init__(self, t: float = 0.0, device: torch.device | str | None = None):
+        self.t, self.dt = t, 0.0
+        self.cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+
+    def __enter__(self) -> Profile:
+        self.start = self.time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.dt = self.time() - self.start
+        self.t += self.dt
+
+    def time(self) -> float:
+        """Seconds on a monotonic clock, after waiting for pending CUDA work."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+def inactive_options(opts: dict, inactive: dict[str, tuple[str, object, str]], why: str) -> str:
+    """One warning line naming each option of `inactive` (dest: (flag, default, feature)) that opts sets away from
+    its default, grouped by feature, with why it has no effect here; '' when none is set."""
+    used: dict[str, list[str]] = {}
+    for k, (flag, default, feature) in inactive.items():
+        if k in opts and opts[k] != default:
+            used.setdefault(feature, []).append(flag if opts[k] is True else f"{flag} {opts[k]}")
+    if not used:
+        return ""
+    parts = [f"{k} option{'s' * (len(v) > 1)} {' '.join(v)}" for k, v in used.items()]
+    return f"WARNING {' and '.join(parts)} ignored: {why}"
 
 
 def make_divisible(x: float, divisor: int | torch.Tensor) -> int:
@@ -199,6 +289,35 @@ def xyn2xy(x, w: int = 640, h: int = 640, padw: float = 0, padh: float = 0):
     return y
 
 
+def segment2box(segment: np.ndarray, width: float = 640, height: float = 640) -> np.ndarray:
+    """xyxy box around the points of one (n, 2) polygon that lie inside a width x height image; zeros if none do."""
+    x, y = segment[:, 0], segment[:, 1]
+    inside = (x >= 0) & (y >= 0) & (x <= width) & (y <= height)
+    x, y = x[inside], y[inside]
+    if not len(x):
+        return np.zeros(4, dtype=segment.dtype)
+    return np.array([x.min(), y.min(), x.max(), y.max()], dtype=segment.dtype)
+
+
+def segments2boxes(segments: list[np.ndarray]) -> np.ndarray:
+    """(n, 4) xywh boxes, each the extent of one (k, 2) polygon (no clipping)."""
+    boxes = np.zeros((len(segments), 4), dtype=np.float32)
+    for i, s in enumerate(segments):
+        boxes[i] = s[:, 0].min(), s[:, 1].min(), s[:, 0].max(), s[:, 1].max()
+    return xyxy2xywh(boxes)
+
+
+def resample_segments(segments: list[np.ndarray], n: int = 1000) -> list[np.ndarray]:
+    """Each (k, 2) polygon, closed, as n points spaced evenly in vertex index (linear between vertices)."""
+    out = []
+    for s in segments:
+        closed = np.concatenate((s, s[:1]), 0)
+        t = np.linspace(0, len(closed) - 1, n)  # position along the vertex list: 1.5 is halfway from vertex 1 to 2
+        idx = np.arange(len(closed))
+        out.append(np.stack((np.interp(t, idx, closed[:, 0]), np.interp(t, idx, closed[:, 1])), 1))
+    return out
+
+
 def clip_boxes(boxes, shape: tuple[int, int]) -> None:
     """Clip xyxy boxes in place to an image of shape (height, width)."""
     if isinstance(boxes, torch.Tensor):
@@ -333,8 +452,12 @@ def _dataset_names(names, file: str) -> dict[int, str]:
     return dict(sorted(out.items()))
 
 
-def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
-    """Load a dataset YAML (path or bare name in data/), resolving paths, names and nc; generate shapes if missing."""
+def check_dataset(data: str | Path | dict, autodownload: bool = True, timeout: float = 30.0) -> dict:
+    """Load a dataset YAML (path or bare name in data/), resolving paths, names and nc; generate or fetch if missing.
+
+    A missing dataset is generated ('generate:') or fetched from the URLs of 'download:' and converted by the
+    project's own 'convert:' function (utils/downloads.py); no text of the YAML is ever run.
+    """
     file, yaml_dir = "dataset dict", None
     if isinstance(data, (str, Path)):
         file = check_yaml(data)
@@ -367,11 +490,18 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True) -> dict:
 
         LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes')...")
         opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
+        opts["segments"] = bool(generator.get("segments", False))  # polygon labels (shapes-seg.yaml)
         generate_shapes_dataset(root, **opts)
         absent = missing("train") + missing("val")
+    elif absent and autodownload and data.get("download"):
+        from utils.downloads import download_dataset  # lazy: only a missing dataset needs the download code
+
+        download_dataset(data, file, timeout=timeout)
+        absent = missing("train") + missing("val")
     if missing("val"):
-        hint = " ('download:' is not followed: this project never downloads at run time)" if "download" in data else ""
-        raise FileNotFoundError(f"{file}: dataset not found, missing paths {missing('val')}{hint}")
+        from utils.downloads import missing_data_hint
+
+        raise FileNotFoundError(f"{file}: dataset not found, missing paths {missing('val')}. {missing_data_hint(data)}")
     if absent:
         LOGGER.warning(f"WARNING ⚠️ {file}: missing paths {absent}")
     return data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 
@@ -67,17 +69,26 @@ class ComputeLoss:
 
     def __call__(self, p: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (total loss times batch size, detached [box, obj, cls])."""
+        lbox, lobj, lcls = self.detection_losses(p, *self.build_targets(p, targets))
+        bs = p[0].shape[0]
+        return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+
+    def detection_losses(self, p: list[torch.Tensor], tcls, tbox, indices, anchors, extra: Callable | None = None):
+        """Weighted box, objectness and class losses summed over levels.
+
+        extra(i, b, ps), when given, sees each level's matched predictions ps (one row per assigned target, all
+        channels) and their image indices b, so a task can add its own terms (segmentation adds the mask loss).
+        """
         lcls = torch.zeros(1, device=self.device)
         lbox = torch.zeros(1, device=self.device)
         lobj = torch.zeros(1, device=self.device)
-        tcls, tbox, indices, anchors = self.build_targets(p, targets)
-
-        for i, pi in enumerate(p):  # pi: (bs, na, ny, nx, 5 + nc)
+        for i, pi in enumerate(p):  # pi: (bs, na, ny, nx, 5 + nc [+ extra channels])
             b, a, gj, gi = indices[i]
             tobj = torch.zeros(pi.shape[:4], dtype=pi.dtype, device=self.device)
             n = b.shape[0]
             if n:
-                pxy, pwh, _, pcls = pi[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
+                ps = pi[b, a, gj, gi]
+                pxy, pwh, pcls = ps[:, :2], ps[:, 2:4], ps[:, 5 : 5 + self.nc]
                 # Same decoding as Detect: centre within (-0.5, 1.5) of the cell, size within (0, 4) anchors
                 pxy = pxy.sigmoid() * 2 - 0.5
                 pwh = (pwh.sigmoid() * 2) ** 2 * anchors[i]
@@ -97,6 +108,8 @@ class ComputeLoss:
                     t = torch.full_like(pcls, self.cn)
                     t[range(n), tcls[i]] = self.cp
                     lcls += self.BCEcls(pcls, t)
+                if extra is not None:
+                    extra(i, b, ps)
 
             obji = self.BCEobj(pi[..., 4], tobj)
             lobj += obji * self.balance[i]
@@ -105,19 +118,21 @@ class ComputeLoss:
 
         if self.autobalance:
             self.balance = [x / self.balance[self.ssi] for x in self.balance]
-        lbox *= self.hyp["box"]
-        lobj *= self.hyp["obj"]
-        lcls *= self.hyp["cls"]
-        bs = p[0].shape[0]
-        return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+        return lbox * self.hyp["box"], lobj * self.hyp["obj"], lcls * self.hyp["cls"]
 
     def build_targets(self, p: list[torch.Tensor], targets: torch.Tensor):
         """Per level: target classes, boxes (xy offset from cell, wh) in grid units, (b, a, gj, gi) and anchors."""
+        return self.assign_targets(p, targets)[:4]
+
+    def assign_targets(self, p: list[torch.Tensor], targets: torch.Tensor, ti: torch.Tensor | None = None):
+        """build_targets, plus per level each assigned row's target id (ti, default its row) and its normalised xywh."""
         na, nt = self.na, targets.shape[0]
-        tcls, tbox, indices, anch = [], [], [], []
-        gain = torch.ones(7, device=self.device)  # scales targets to grid units, one entry per column
+        tcls, tbox, indices, anch, tidxs, xywhn = [], [], [], [], [], []
+        gain = torch.ones(8, device=self.device)  # scales targets to grid units, one entry per column
         ai = torch.arange(na, device=self.device).float().view(na, 1).repeat(1, nt)
-        targets = torch.cat((targets.repeat(na, 1, 1), ai[..., None]), 2)  # (na, nt, 7): one copy per anchor
+        ti = torch.arange(nt, device=self.device).float() if ti is None else ti.float()
+        # (na, nt, 8): one copy of every target per anchor, with its anchor and target ids as the last columns
+        targets = torch.cat((targets.repeat(na, 1, 1), ai[..., None], ti.view(1, nt, 1).repeat(na, 1, 1)), 2)
 
         g = 0.5  # a target also goes to a neighbouring cell when its centre lies within g of that side
         off = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], device=self.device).float() * g
@@ -142,8 +157,8 @@ class ComputeLoss:
                 t = targets[0]
                 offsets = 0
 
-            bc, gxy, gwh, a = t.split((2, 2, 2, 1), 1)
-            a, (b, c) = a.long().view(-1), bc.long().T
+            bc, gxy, gwh, at = t.split((2, 2, 2, 2), 1)
+            (a, tidx), (b, c) = at.long().T, bc.long().T
             gij = (gxy - offsets).long()
             gij[:, 0].clamp_(0, shape[3] - 1)
             gij[:, 1].clamp_(0, shape[2] - 1)
@@ -152,4 +167,6 @@ class ComputeLoss:
             tbox.append(torch.cat((gxy - gij, gwh), 1))
             anch.append(anchors[a])
             tcls.append(c)
-        return tcls, tbox, indices, anch
+            tidxs.append(tidx)
+            xywhn.append(torch.cat((gxy, gwh), 1) / gain[2:6])
+        return tcls, tbox, indices, anch, tidxs, xywhn

@@ -93,37 +93,35 @@ def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor, eps: float = 1e-7) -> torch.Ten
 # Matching and AP ------------------------------------------------------------------------------------------
 
 
-def _unique_pairs(matches: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
-    """Keep one-to-one [label, detection, iou] pairs greedily by IoU; equal IoUs go to the higher-scoring detection."""
-    tie = -scores[matches[:, 1].astype(int)] if scores is not None else matches[:, 1]
+def _by_iou(matches: np.ndarray) -> np.ndarray:
+    """Rows of [label, detection, iou] in descending IoU; equal IoUs in the order YOLOv5 v7.0's numpy sort gives."""
+    return matches[np.argsort(matches[:, 2])[::-1]]
 
-    def best_first(m, t):
-        order = np.lexsort((t, -m[:, 2]))  # IoU descending, then tie-breaker ascending
-        return m[order], t[order]
 
-    matches, tie = best_first(matches, tie)
-    keep = np.unique(matches[:, 1], return_index=True)[1]  # best label per detection
-    matches, tie = best_first(matches[keep], tie[keep])  # np.unique returns index order; restore best-first
-    return matches[np.unique(matches[:, 0], return_index=True)[1]]  # best detection per label
+def _first_per(matches: np.ndarray, col: int) -> np.ndarray:
+    """The first row for each distinct value of column col, returned sorted by that value (np.unique's order)."""
+    return matches[np.unique(matches[:, col], return_index=True)[1]]
 
 
 def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tensor) -> torch.Tensor:
     """Mark each detection [x1, y1, x2, y2, conf, cls] correct or not at each IoU threshold in iouv.
 
-    labels are [cls, x1, y1, x2, y2]; a label is matched by at most one detection of its class. Returns a
-    (n_detections, n_thresholds) bool tensor.
+    labels are [cls, x1, y1, x2, y2]. YOLOv5 v7.0's rule, at each threshold: each detection keeps the
+    same-class label it overlaps most, then each label keeps the first of the detections that kept it, in
+    detection order (NMS output is sorted by confidence, so the most confident one). There is deliberately
+    no second sort by IoU in between. Returns a (n_detections, n_thresholds) bool tensor.
     """
     correct = np.zeros((detections.shape[0], iouv.shape[0]), dtype=bool)
     if detections.shape[0] and labels.shape[0]:
         iou = box_iou(labels[:, 1:], detections[:, :4])
         same_class = labels[:, 0:1] == detections[:, 5]
-        scores = detections[:, 4].float().cpu().numpy()
         for i, t in enumerate(iouv.tolist()):
             li, di = torch.where((iou >= t) & same_class)
             if li.shape[0]:
                 matches = torch.stack((li.float(), di.float(), iou[li, di].float()), 1).cpu().numpy()
                 if li.shape[0] > 1:
-                    matches = _unique_pairs(matches, scores)
+                    per_det = _first_per(_by_iou(matches), 1)  # best label per detection, rows in detection order
+                    matches = _first_per(per_det, 0)  # first (most confident) detection per label
                 correct[matches[:, 1].astype(int), i] = True
     return torch.tensor(correct, dtype=torch.bool, device=iouv.device)
 
@@ -231,7 +229,8 @@ class ConfusionMatrix:
         li, di = torch.where(iou > self.iou_thres)
         matches = torch.stack((li.float(), di.float(), iou[li, di].float()), 1).cpu().numpy()
         if matches.shape[0] > 1:
-            matches = _unique_pairs(matches, detections[:, 4].float().cpu().numpy())
+            # as v7.0's confusion matrix: best label per detection, then best detection per label (IoU re-sorted)
+            matches = _first_per(_by_iou(_first_per(_by_iou(matches), 1)), 0)
         label_to_det = {int(m[0]): int(m[1]) for m in matches}
         for i, gc in enumerate(gt_classes):
             if i in label_to_det:

@@ -171,7 +171,8 @@ def plot_images(images, targets, paths=None, fname: str | Path = "images.jpg", n
 
 
 def plot_labels(labels: np.ndarray, names=(), save_dir: Path = Path("")) -> None:
-    """Save labels.jpg: instances per class, box outlines, and centre and width-height distributions.
+    """Save labels.jpg (instances per class, box outlines, centre and width-height distributions) and
+    labels_correlogram.jpg (pair plot of x, y, width, height).
 
     labels is (n, 5) [cls, x, y, w, h] normalised.
     """
@@ -179,7 +180,7 @@ def plot_labels(labels: np.ndarray, names=(), save_dir: Path = Path("")) -> None
     if not len(labels):
         LOGGER.warning(f"WARNING no labels to plot, {Path(save_dir) / 'labels.jpg'} not written")
         return
-    LOGGER.info(f"Plotting labels to {Path(save_dir) / 'labels.jpg'}... ")
+    LOGGER.info(f"Plotting labels to {Path(save_dir) / 'labels.jpg'} and labels_correlogram.jpg... ")
     plt = _pyplot()
     c, b = labels[:, 0].astype(int), labels[:, 1:]
     nc = int(c.max()) + 1
@@ -213,45 +214,116 @@ def plot_labels(labels: np.ndarray, names=(), save_dir: Path = Path("")) -> None
     fig.savefig(Path(save_dir) / "labels.jpg", dpi=200)
     plt.close(fig)
 
+    fig = labels_correlogram(b)
+    fig.savefig(Path(save_dir) / "labels_correlogram.jpg", dpi=200)
+    plt.close(fig)
+
+
+def labels_correlogram(boxes: np.ndarray):
+    """Pair plot of the normalised label boxes (n, 4) [x, y, width, height]: each variable's histogram on the
+    diagonal, 2-D histograms of each pair below it, upper triangle left empty (v7.0's labels_correlogram.jpg)."""
+    plt = _pyplot()
+    names = ("x", "y", "width", "height")
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    fig, ax = plt.subplots(4, 4, figsize=(8, 8), tight_layout=True)
+    for i in range(4):
+        for j in range(4):
+            a = ax[i, j]
+            if j > i:
+                a.remove()
+                continue
+            if i == j:
+                a.hist(boxes[:, i], bins=50, range=(0, 1), color="#3070b0", edgecolor="white", linewidth=0.3)
+            else:
+                # cmin leaves empty bins blank; vmin=0 keeps a bin holding a single box visibly blue
+                a.hist2d(boxes[:, j], boxes[:, i], bins=50, range=[[0, 1], [0, 1]], cmap="Blues", cmin=1, vmin=0)
+                a.set_ylim(0, 1)
+            a.set_xlim(0, 1)
+            if i == 3:
+                a.set_xlabel(names[j])
+            else:
+                a.tick_params(labelbottom=False)
+            if j == 0 and i > 0:
+                a.set_ylabel(names[i])
+    return fig
+
+
+RESULTS_PANELS = (  # v7.0's 2x5 results.png: training losses and P, R on top, validation losses and mAPs below
+    "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
+    "val/box_loss", "val/obj_loss", "val/cls_loss", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
+)
+
+
+def smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
+    """Gaussian-smoothed copy of a 1-D series (edges mirrored); NaNs are left out of every weighted mean."""
+    y = np.asarray(y, dtype=np.float64)
+    r = int(4 * sigma + 0.5)
+    if len(y) < 2 or r < 1:
+        return y.copy()
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    idx = np.arange(-r, len(y) + r)
+    period = 2 * len(y)  # mirror about the half-sample edges, repeating for kernels wider than the series
+    idx = np.mod(idx, period)
+    idx = np.where(idx >= len(y), period - 1 - idx, idx)
+    padded = y[idx]
+    ok = np.isfinite(padded)
+    num = np.convolve(np.where(ok, padded, 0.0), k, mode="valid")
+    den = np.convolve(ok.astype(np.float64), k, mode="valid")
+    return np.divide(num, den, out=np.full(len(y), np.nan), where=den > 0)
+
+
+def results_figure(frames: dict):
+    """The results.png figure: 2x5 panels of RESULTS_PANELS against whole-number epochs, each CSV's values (dots)
+    and their smoothed trend (dotted), with a legend. frames maps a label to a DataFrame with stripped names."""
+    import pandas as pd
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(2, 5, figsize=(12, 6), tight_layout=True)
+    ax = ax.ravel()
+    for label, data in frames.items():
+        x = pd.to_numeric(data.iloc[:, 0], errors="coerce").to_numpy()
+        for a, col in zip(ax, RESULTS_PANELS):
+            if col not in data:
+                continue
+            y = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=np.float64)
+            a.plot(x, y, marker=".", label=label, linewidth=2, markersize=8)
+            a.plot(x, smooth(y), ":", label="smooth", linewidth=2)
+    for a, col in zip(ax, RESULTS_PANELS):
+        a.set_title(col, fontsize=12)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    shown = next((a for a in (ax[1], *ax) if a.get_lines()), None)  # v7.0's place, else the first drawn panel
+    if shown is not None:
+        shown.legend()
+    return fig
+
 
 def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "") -> Path:
-    """Save results.png beside the CSV: one panel per column against epoch (every results*.csv in dir if given)."""
+    """Save results.png beside the CSV (every results*.csv in dir if given): losses and metrics per epoch, 2x5."""
     import pandas as pd
 
     files = sorted(Path(dir).glob("results*.csv")) if dir else [Path(file)]
     files = [f for f in files if f.is_file()]
     if not files:
         raise FileNotFoundError(f"No results.csv found: {Path(dir).resolve() if dir else Path(file).resolve()}")
-    plt = _pyplot()
     frames = {}
     for f in files:
         try:
             data = pd.read_csv(f)
             data.columns = [str(col).strip() for col in data.columns]  # YOLOv5 pads names for aligned text
-            frames[f] = data
+            frames[f.stem] = data
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             LOGGER.warning(f"WARNING plot_results: skipping {f}: {e}")
     if not frames:
         raise ValueError(f"No readable results CSV among {[str(f) for f in files]}")
-    columns = [col for col in next(iter(frames.values())).columns[1:]]
-    ncols = min(5, max(len(columns), 1))
-    nrows = max(math.ceil(len(columns) / ncols), 1)
-    fig, ax = plt.subplots(nrows, ncols, figsize=(3 * ncols + 2, 3 * nrows), tight_layout=True, squeeze=False)
-    ax = ax.ravel()
-    for f, data in frames.items():
-        x = data.iloc[:, 0].to_numpy()
-        for i, col in enumerate(columns):
-            if col in data:
-                ax[i].plot(x, pd.to_numeric(data[col], errors="coerce").to_numpy(), marker=".", label=f.stem,
-                           linewidth=2, markersize=6)
-                ax[i].set_title(col, fontsize=10)
-    for a in ax[len(columns):]:
-        a.axis("off")
-    if len(frames) > 1:
-        ax[0].legend()
+    for stem, data in frames.items():
+        missing = [c for c in RESULTS_PANELS if c not in data]
+        if missing:
+            LOGGER.warning(f"WARNING plot_results: {stem}.csv has no column {', '.join(missing)}; panel left empty")
+    fig = results_figure(frames)
     out = files[0].parent / "results.png"
     fig.savefig(out, dpi=200)
-    plt.close(fig)
+    _pyplot().close(fig)
     return out
 
 

@@ -50,8 +50,8 @@ def _polygon(name: str, rng: np.random.Generator) -> np.ndarray:
 
 def _shape_mask(
     cls: int, size: float, center: tuple[float, float], rng: np.random.Generator
-) -> tuple[np.ndarray, int, int]:
-    """Boolean mask of one randomly rotated shape of class cls and size (px) at center, with its top-left (x, y)."""
+) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """Boolean mask of one randomly rotated shape of class cls and size (px) at center, its top-left (x, y), outline."""
     pts = _polygon(NAMES[cls], rng)
     angle = rng.uniform(0, 2 * np.pi)
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
@@ -61,7 +61,7 @@ def _shape_mask(
     mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)  # drawn in its own window: cheap at any image size
     local = np.round((pts - (x0, y0)) * 16).astype(np.int32)  # 4 fractional bits: sub-pixel corners
     cv2.fillPoly(mask, [local], 1, lineType=cv2.LINE_8, shift=4)
-    return mask.astype(bool), x0, y0
+    return mask.astype(bool), x0, y0, pts
 
 
 def _background(imgsz: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,8 +80,11 @@ def _background(imgsz: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_shapes_image(rng: np.random.Generator, imgsz: int = 320, max_objects: int = MAX_OBJECTS,
-                      noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """One BGR image and its labels (n, 5) as class, x1, y1, x2, y2 in pixels (x2, y2 exclusive)."""
+                      noise: bool = True, polygons: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One BGR image and its labels (n, 5) as class, x1, y1, x2, y2 in pixels (x2, y2 exclusive).
+
+    A list passed as polygons receives each label's exact outline, (k, 2) in pixels (circles as 64-gons).
+    """
     img = _background(imgsz, rng)
     n_target = 0 if rng.random() < 0.03 else int(rng.integers(1, max_objects + 1))  # a few background images
     owner = np.full((imgsz, imgsz), -1, dtype=np.int32)  # index of the shape seen at each pixel
@@ -93,7 +96,7 @@ def make_shapes_image(rng: np.random.Generator, imgsz: int = 320, max_objects: i
         cls = int(rng.integers(0, len(NAMES)))
         size = math.exp(rng.uniform(math.log(lo), math.log(hi)))  # log-uniform: as many small as large shapes
         c = rng.uniform(size / 2 + 1, imgsz - size / 2 - 1, 2)
-        mask, x0, y0 = _shape_mask(cls, size, (c[0], c[1]), rng)
+        mask, x0, y0, outline = _shape_mask(cls, size, (c[0], c[1]), rng)
         ys, xs = np.nonzero(mask)
         if len(xs) < 16 or x0 + xs.min() < 0 or y0 + ys.min() < 0 or x0 + xs.max() >= imgsz or y0 + ys.max() >= imgsz:
             continue
@@ -107,6 +110,8 @@ def make_shapes_image(rng: np.random.Generator, imgsz: int = 320, max_objects: i
         areas.append(len(xs))
         visible.append(len(xs))
         classes.append(cls)
+        if polygons is not None:
+            polygons.append(outline)
         hsv = np.array([[[(HUES[cls] + rng.integers(-4, 5)) % 180, rng.integers(150, 256), rng.integers(150, 256)]]],
                        dtype=np.uint8)
         img[ys, xs] = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
@@ -118,23 +123,32 @@ def make_shapes_image(rng: np.random.Generator, imgsz: int = 320, max_objects: i
     return img, labels
 
 
-def _write_split(folder: Path, split: str, n: int, imgsz: int, seed: int, split_id: int) -> None:
-    """Write n images and labels of one split under folder/images/split and folder/labels/split."""
+def _write_split(folder: Path, split: str, n: int, imgsz: int, seed: int, split_id: int,
+                 segments: bool = False) -> None:
+    """Write n images and labels of one split under folder/images/split and folder/labels/split.
+
+    With segments, each label line is the shape's polygon (class x1 y1 x2 y2 ..., normalised) instead of its box.
+    """
     im_dir, lb_dir = folder / "images" / split, folder / "labels" / split
     im_dir.mkdir(parents=True, exist_ok=True)
     lb_dir.mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(n), desc=f"Generating shapes {split}", bar_format="{l_bar}{bar:10}{r_bar}"):
         rng = np.random.default_rng([seed, split_id, i])  # per-image stream: any image can be regenerated alone
-        img, labels = make_shapes_image(rng, imgsz)
+        polygons = []
+        img, labels = make_shapes_image(rng, imgsz, polygons=polygons)
         cv2.imwrite(str(im_dir / f"{i:06d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         with open(lb_dir / f"{i:06d}.txt", "w") as f:
-            for c, x1, y1, x2, y2 in labels:
-                f.write(f"{int(c)} {(x1 + x2) / 2 / imgsz:.6f} {(y1 + y2) / 2 / imgsz:.6f} "
-                        f"{(x2 - x1) / imgsz:.6f} {(y2 - y1) / imgsz:.6f}\n")
+            for (c, x1, y1, x2, y2), poly in zip(labels, polygons):
+                if segments:
+                    xy = np.clip(poly / imgsz, 0, 1).reshape(-1)
+                    f.write(f"{int(c)} " + " ".join(f"{v:.6f}" for v in xy) + "\n")
+                else:
+                    f.write(f"{int(c)} {(x1 + x2) / 2 / imgsz:.6f} {(y1 + y2) / 2 / imgsz:.6f} "
+                            f"{(x2 - x1) / imgsz:.6f} {(y2 - y1) / imgsz:.6f}\n")
 
 
 def generate_shapes_dataset(root: str | Path, train: int = 400, val: int = 100, test: int = 0, imgsz: int = 320,
-                            seed: int = 0) -> Path:
+                            seed: int = 0, segments: bool = False) -> Path:
     """Generate the shapes dataset into root (images/ and labels/ per split); splits already present are kept.
 
     Every split is written into a temporary sibling folder and renamed into place, so a concurrent or
@@ -150,7 +164,7 @@ def generate_shapes_dataset(root: str | Path, train: int = 400, val: int = 100, 
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{time.time_ns()}"
     try:
         for name, n, k in todo:
-            _write_split(tmp, name, n, imgsz, seed, k)
+            _write_split(tmp, name, n, imgsz, seed, k, segments)
         for name, _, _ in todo:
             for sub in ("labels", "images"):  # images last: its presence marks a complete split
                 dst = root / sub / name

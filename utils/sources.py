@@ -195,7 +195,7 @@ class LoadStreams:
 
     def __init__(self, sources: str = "file.streams", img_size: int | tuple[int, int] = 640, stride: int = 32,
                  auto: bool = True, transforms=None, vid_stride: int = 1, timeout_ms: int = OPEN_TIMEOUT_MS):
-        if os.path.isfile(sources):
+        if os.path.isfile(sources) and Path(sources).suffix[1:].lower() not in VID_FORMATS:  # a list, one a line
             sources = Path(sources).read_text().split()
         else:
             sources = [sources]

@@ -9,6 +9,7 @@ import platform
 import time
 from contextlib import contextmanager
 from copy import deepcopy
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -128,23 +129,56 @@ def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
+def count_multihead_attention(m: nn.MultiheadAttention, x: tuple, y) -> None:
+    """thop rule for nn.MultiheadAttention (which thop counts as zero): q/k/v and output projections, QK^T and AV."""
+    q, k = (x[0].transpose(0, 1), x[1].transpose(0, 1)) if m.batch_first else (x[0], x[1])
+    lq, n, e = q.shape
+    ls = k.shape[0]
+    macs = n * (2 * lq * e * e + 2 * ls * e * e + 2 * lq * ls * e)
+    m.total_ops += torch.DoubleTensor([float(macs)])
+
+
 def get_flops(model: nn.Module, imgsz: int | list[int] = 640) -> float:
-    """GFLOPs (2 x MACs, thop) of a model at imgsz, or 0.0 when thop is unavailable or fails."""
+    """GFLOPs (2 x MACs, thop) of a model at imgsz, or 0.0 when thop is unavailable or fails.
+
+    Convolutions cost the same per pixel at any size, so a stride-sized input is profiled and the count scaled; a model
+    with attention, whose cost grows with the square of the pixel count, is profiled at imgsz itself.
+    """
     try:
         import thop
     except ImportError:
         return 0.0
     p = next(model.parameters())
     stride = max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
-    im = torch.empty((1, p.shape[1] if p.dim() > 1 else 3, stride, stride), device=p.device)
+    imgsz = imgsz if isinstance(imgsz, list) else [imgsz, imgsz]
+    attention = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
+    size = list(imgsz) if attention else [stride, stride]
+    im = torch.empty((1, p.shape[1] if p.dim() > 1 else 3, *size), device=p.device)
     try:
         with warnings_off():
-            flops = thop.profile(deepcopy(model), inputs=(im,), verbose=False)[0] / 1e9 * 2
+            flops = thop.profile(deepcopy(model), inputs=(im,), verbose=False, custom_ops=_thop_ops())[0] / 1e9 * 2
     except Exception as e:  # thop fails on some custom ops: a summary without GFLOPs is still useful
         LOGGER.debug(f"thop profiling failed: {e}")
         return 0.0
-    imgsz = imgsz if isinstance(imgsz, list) else [imgsz, imgsz]
-    return flops * imgsz[0] / stride * imgsz[1] / stride
+    return flops * imgsz[0] / size[0] * imgsz[1] / size[1]
+
+
+def _thop_ops() -> dict:
+    """thop hooks that differ from its defaults: nearest upsampling copies values, so it costs no multiply-adds;
+    attention, which thop counts as zero, costs its projections and its two products (count_multihead_attention).
+
+    Recent thop releases count one op per output element there; the releases YOLOv5's published GFLOPs were
+    measured with count none, and the difference is visible on segmentation models (Proto upsamples a large map).
+    """
+    from thop.vision.basic_hooks import count_upsample
+
+    def upsample(m, x, y):
+        if m.mode == "nearest":
+            m.total_ops += torch.zeros(1, dtype=torch.float64)
+        else:
+            count_upsample(m, x, y)
+
+    return {nn.Upsample: upsample, nn.MultiheadAttention: count_multihead_attention}
 
 
 @contextmanager
@@ -172,8 +206,10 @@ def model_info(model: nn.Module, verbose: bool = False, imgsz: int | list[int] =
                 f"{p.mean():10.3g} {p.std() if p.numel() > 1 else 0:10.3g}"
             )
     flops = get_flops(model, imgsz)
-    name = getattr(model, "yaml_file", "") or "Model"
-    LOGGER.info(f"{name} summary: {n_l} layers, {n_p:,} parameters, {n_g:,} gradients, {flops:.1f} GFLOPs")
+    yaml_file = getattr(model, "yaml_file", "")
+    name = Path(yaml_file).stem.replace("yolov5", "YOLOv5") if yaml_file else "Model"  # yolov5n.yaml -> YOLOv5n
+    gflops = f", {flops:.1f} GFLOPs" if flops else ""  # thop missing or failed: no figure rather than a wrong 0.0
+    LOGGER.info(f"{name} summary: {n_l} layers, {n_p} parameters, {n_g} gradients{gflops}")
     return n_l, n_p, n_g, flops
 
 
