@@ -19,7 +19,10 @@ dependencies = ["torch", "yaml", "cv2", "numpy"]  # torch.hub checks these are i
 
 @contextmanager
 def _loading_quietly(quiet: bool):
-    """Raise the project logger to WARNING while a model loads (hub's _verbose=False), then restore it."""
+    """Raise the project logger to WARNING while a model loads (hub's _verbose=False), then restore it.
+
+    utils.general configures the logger on import; the level a user set afterwards is kept, never reset here.
+    """
     from utils.general import LOGGER
 
     level = LOGGER.level
@@ -37,10 +40,9 @@ def _create(name: str, pretrained: bool = True, channels: int = 3, classes: int 
     from models.backends import AutoShape
     from models.experimental import torch_safe_load
     from models.yolo import DetectionModel
-    from utils.general import LOGGER, ROOT, intersect_dicts, set_logging
+    from utils.general import LOGGER, ROOT, intersect_dicts
     from utils.torch_utils import select_device
 
-    set_logging()  # hub users get the project's log lines (results.print(), save()) like the CLIs
     with _loading_quietly(not verbose):
         device = select_device(device if device is not None else "")
         path = Path(name)
@@ -69,7 +71,6 @@ def custom(path: str = "path/to/model.pt", autoshape: bool = True, _verbose: boo
     """A model from a local .pt, .torchscript, .onnx or OpenVINO export; a path without a suffix means its .pt."""
     from models.backends import AutoShape, DetectMultiBackend
     from models.experimental import attempt_load
-    from utils.general import set_logging
     from utils.torch_utils import select_device
 
     p = Path(path)
@@ -78,7 +79,6 @@ def custom(path: str = "path/to/model.pt", autoshape: bool = True, _verbose: boo
     if not p.exists():
         given = f" (from path='{path}')" if str(p) != str(path) else ""
         raise FileNotFoundError(f"custom model not found: {p}{given}")
-    set_logging()
     with _loading_quietly(not _verbose):
         device = select_device(device if device is not None else "")
         if not autoshape:

@@ -93,3 +93,6 @@ def test_quiet_loading_still_prints_results(tmp_path, logs):
     assert logs == []
     torch.hub.load(str(ROOT), "custom", path=str(weights), source="local")  # verbose: loading is reported
     assert any(r.startswith("Fusing layers") for r in logs) and any("AutoShape" in r for r in logs)
+    logging.getLogger("yolov5").setLevel(logging.WARNING)  # a user's own choice survives loading
+    torch.hub.load(str(ROOT), "custom", path=str(weights), source="local", _verbose=False)
+    assert logging.getLogger("yolov5").level == logging.WARNING
