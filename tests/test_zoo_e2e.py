@@ -70,6 +70,8 @@ def training_step(model: DetectionModel, imgsz: int) -> float:
     assert not missing, f"parameters without a finite gradient: {missing[:5]}"
     det = model.model[-1]
     assert all(float(c.weight.grad.abs().sum()) > 0 for c in det.m)  # every output level is trained
+    # clipped as train.py does: BatchNorm over a batch of two 1x1 maps (P7 at 128 px) gives huge raw gradients
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
     opt.step()
     assert items.shape == (3,) and torch.isfinite(loss)
     return loss.item()
@@ -211,7 +213,7 @@ def test_safe_loader_still_refuses_other_globals(tmp_path):
     model = build("yolov5s-ghost.yaml", (0.33, 0.25))
     model.evil = print  # a callable global that is not a model or metadata type
     weights = save_v7_checkpoint(model, tmp_path / "bad.pt")
-    with pytest.raises(pickle.UnpicklingError, match="global 'print'"):
+    with pytest.raises(pickle.UnpicklingError, match=r"global '(builtins\.)?print'"):
         torch_safe_load(weights)
 
 
