@@ -156,7 +156,9 @@ def ap_per_class(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_
     tp, conf, pred_cls, target_cls = (np.asarray(a) for a in (tp, conf, pred_cls, target_cls))
     if tp.ndim == 1:
         tp = tp[:, None]
-    order = np.argsort(-conf, kind="stable")
+    # numpy's default sort, as in YOLOv5 v7.0: among equal confidences (frequent with FP16 scores) the order, and
+    # with it the curve through the tied block, then matches v7.0's on the same numpy; a stable sort differs there
+    order = np.argsort(-conf)
     tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
 
     classes, nt = np.unique(target_cls, return_counts=True)
