@@ -9,6 +9,7 @@ Formats (see utils/export_formats.py for the full YOLOv5 list; the others answer
 
 Usage:
     python export.py --weights yolov5s.pt --include torchscript onnx openvino
+    python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml   # yolov5s_int8_openvino_model/
 
 Inference:
     python detect.py --weights yolov5s.onnx        # or .torchscript, _openvino_model, and --dnn for OpenCV DNN
@@ -37,6 +38,7 @@ from utils.general import (
     LOGGER,
     ROOT,
     check_img_size,
+    check_yaml,
     colorstr,
     inactive_options,
     print_args,
@@ -184,6 +186,34 @@ def unexportable_layer(model: torch.nn.Module, im: torch.Tensor, fmt: str, opset
     return None
 
 
+def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str | Path, imgsz: list[int],
+                         images: int = 300, prefix: str = colorstr("OpenVINO INT8:")) -> Path:
+    """INT8 OpenVINO model in <name>_int8_openvino_model/: the ONNX export quantized by NNCF on `data` train images."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise ImportError("OpenVINO export needs the 'openvino' package: pip install openvino") from e
+    from utils.quantize import CalibrationImages, quantize_openvino
+
+    LOGGER.info(f"\n{prefix} starting export with openvino {ov.__version__}...")
+    if imgsz[0] != imgsz[1]:
+        raise ValueError(f"INT8 calibration letterboxes to a square as val.py does; got --imgsz {imgsz}")
+    calibration = CalibrationImages(data, imgsz[0], int(metadata["stride"]), n=images)
+    quantized = quantize_openvino(ov.convert_model(str(onnx_file)), calibration, prefix=prefix)
+    f = int8_openvino_path(file)
+    f.mkdir(parents=True, exist_ok=True)
+    xml = f / file.with_suffix(".xml").name
+    ov.save_model(quantized, str(xml), compress_to_fp16=False)
+    yaml_save(xml.with_suffix(".yaml"), metadata)
+    return f
+
+
+def int8_openvino_path(weights: str | Path) -> Path:
+    """Where the INT8 OpenVINO export of `weights` goes: best.pt -> best_int8_openvino_model/."""
+    w = Path(weights)
+    return w.parent / f"{w.stem}_int8{format_of('openvino').suffix}"
+
+
 def check_image(shape: tuple[int, ...]) -> tuple[torch.Tensor, str]:
     """A real image from data/images, letterboxed to the export shape and batched; noise when there is none."""
     h, w = shape[2:]
@@ -215,8 +245,9 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         half: bool = False, inplace: bool = False, optimize: bool = False, dynamic: bool = False,
         simplify: bool = False, opset: int = 17, verbose: bool = False, keras: bool = False, workspace: int = 4,
         nms: bool = False, agnostic_nms: bool = False, topk_per_class: int = 100, topk_all: int = 100,
-        iou_thres: float = 0.45, conf_thres: float = 0.25, **kwargs) -> list[str]:
-    """Export weights to each format in include; returns the written paths.
+        iou_thres: float = 0.45, conf_thres: float = 0.25, int8: bool = False, int8_images: int = 300,
+        **kwargs) -> list[str]:
+    """Export weights to each format in include (OpenVINO as INT8 with int8); returns the written paths.
 
     keras ... conf_thres are v7.0's TensorFlow and TensorRT options: accepted, reported when set, otherwise unused.
     """
@@ -226,7 +257,7 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
     unused = inactive_options(given, INACTIVE, f"this project exports only {', '.join(SUPPORTED)}")
     if unused:
         LOGGER.warning(unused)
-    if kwargs:  # other YOLOv5 options for formats this project does not export (int8 ...)
+    if kwargs:  # other YOLOv5 options for formats this project does not export
         LOGGER.warning(f"WARNING export options not used by the supported formats, ignored: {', '.join(kwargs)}")
     include = [x.lower() for x in include]
     for x in include:
@@ -238,6 +269,17 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
     if not todo:
         LOGGER.error(f"Nothing to export: choose --include from {', '.join(SUPPORTED)}")
         return []
+    if int8:
+        if not data:
+            raise ValueError("--int8 needs --data dataset.yaml: INT8 quantization calibrates on images of its train "
+                             "split (it never calibrates on random data)")
+        if half:
+            raise ValueError("--int8 and --half cannot be combined: choose one precision")
+        if "openvino" not in todo:
+            raise ValueError(f"--int8 quantizes OpenVINO exports only; add --include openvino (got {', '.join(todo)})")
+        others = [x for x in todo if x != "openvino"]
+        if others:
+            LOGGER.info(f"--int8 applies to OpenVINO only; {', '.join(others)} exported in FP32")
     file = Path(weights)
     if not file.is_file():
         raise FileNotFoundError(f"weights not found: {weights}")
@@ -251,7 +293,7 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
 
     model = attempt_load(str(file), device=device, inplace=True, fuse=True)
     if data:  # names from a dataset YAML replace the checkpoint's
-        names = yaml_load(data)["names"]
+        names = yaml_load(check_yaml(data))["names"]
         model.names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
     gs = max(int(model.stride.max()), 32)
     imgsz = list(imgsz) * (2 if len(imgsz) == 1 else 1)
@@ -288,7 +330,10 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
                 onnx_file = export_path(file, format_of("onnx"))
                 if "onnx" not in done:
                     onnx_file = export_onnx(model, im, file, opset, dynamic, simplify, metadata)
-                f = export_openvino(onnx_file, file, metadata, half)
+                if int8:
+                    f = export_openvino_int8(onnx_file, file, metadata, data, imgsz, int8_images)
+                else:
+                    f = export_openvino(onnx_file, file, metadata, half)
         except Exception as e:  # name the block that cannot be exported to this format, then go on with the others
             where = unexportable_layer(model, im, "onnx" if x == "openvino" and "onnx" in failed else x, opset)
             name = format_of(x).name
@@ -307,7 +352,9 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
                 LOGGER.warning(f"WARNING {f}: OpenCV DNN (--dnn) cannot run it" + (f", {where}" if where else ""))
                 line += ", OpenCV DNN cannot run it"
         tol = 1e-2 * max(float(y.abs().max()), 1.0) if half else 1e-3 * max(float(y.abs().max()), 1.0)
-        if diff > tol:
+        if x == "openvino" and int8:  # quantization moves boxes by pixels: val.py's mAP is the check that counts
+            line += " (INT8: compare mAP with val.py)"
+        elif diff > tol:
             LOGGER.warning(f"WARNING {f}: output differs from PyTorch by {diff:.3g} (> {tol:.3g}) on {image_name}")
         rows.append(line)
         written.append(str(f))
@@ -348,6 +395,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--topk-all", type=int, default=100, help="TensorFlow NMS: boxes kept in all (not exported here)")
     add("--iou-thres", type=float, default=0.45, help="TensorFlow NMS: overlap limit (not exported here)")
     add("--conf-thres", type=float, default=0.25, help="TensorFlow NMS: lowest confidence (not exported here)")
+    add("--int8", action="store_true", help="OpenVINO: INT8 quantization with NNCF, calibrated on --data")
+    add("--int8-images", type=int, default=300, help="INT8: number of --data train images to calibrate on")
     add("--include", nargs="+", default=["torchscript"],
         help=f"formats: {', '.join(SUPPORTED)} (others of YOLOv5's list are not supported)")
     opt = parser.parse_args(argv)

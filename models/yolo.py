@@ -118,11 +118,12 @@ class Segment(Detect):
         self.no = 5 + nc + nm
         self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
         self.proto = Proto(ch[0], self.npr, self.nm)
-        self.detect = Detect.forward  # as in YOLOv5, so that checkpoints and exports see the same attributes
+        # YOLOv5 also stores Detect.forward as an instance attribute `detect`; its checkpoints then pickle a
+        # getattr call, which the safe loader allows for exactly that attribute. Ours call Detect.forward directly.
 
     def forward(self, x):
         p = self.proto(x[0])
-        x = self.detect(self, x)
+        x = Detect.forward(self, x)
         if self.training:
             return x, p
         return (x[0], p) if self.export else (x[0], p, x[1])

@@ -1,0 +1,92 @@
+"""INT8 post-training quantization of exported models with NNCF, calibrated on real images of a dataset."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from utils.dataloaders import create_dataloader
+from utils.general import LOGGER, TQDM_BAR_FORMAT, check_dataset, colorstr
+
+# node types that end the walk back from the outputs: everything between them and the outputs is the Detect decode
+_LAYER_TYPES = ("Convolution", "GroupConvolution", "MatMul", "Parameter")
+
+
+class CalibrationImages:
+    """Images of one dataset split, letterboxed as val.py feeds exported models, as float32 BCHW arrays in [0, 1].
+
+    Iterating loads the images lazily (a progress bar shows the calibration pass); the same images come in the same
+    order every time, spread evenly over the split.
+    """
+
+    def __init__(self, data: str | dict, imgsz: int, stride: int = 32, n: int = 300, split: str = "train"):
+        if n < 1:
+            raise ValueError(f"calibration needs at least 1 image, got {n}")
+        info = check_dataset(data)
+        path = info.get(split)
+        if not path:
+            raise ValueError(f"{data}: no '{split}' split to calibrate INT8 quantization on")
+        # val.py's loader for exported models: square letterbox, no padding margin, no rectangular batches
+        self.dataset = create_dataloader(path, imgsz, 1, stride, pad=0.0, rect=False, workers=0,
+                                         prefix=colorstr("calibration: "))[1]
+        total = len(self.dataset)
+        if n > total:
+            LOGGER.warning(f"WARNING {data}: {split} split has {total} images, fewer than the {n} asked for "
+                           f"calibration; using all {total}")
+        self.indices = np.linspace(0, total - 1, min(n, total)).round().astype(int).tolist()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in tqdm(self.indices, desc="INT8 calibration", bar_format=TQDM_BAR_FORMAT):
+            im = self.dataset[i][0].numpy()  # CHW RGB uint8, as val.py reads it
+            yield (im[None].astype(np.float32) / 255.0)
+
+
+def decode_node_names(ov_model) -> list[str]:
+    """Friendly names of the nodes between the last layers with weights and the outputs (the Detect decode)."""
+    names, seen = [], set()
+    stack = [r.input_value(0).get_node() for r in ov_model.get_results()]
+    while stack:
+        node = stack.pop()
+        name = node.get_friendly_name()
+        if name in seen or node.get_type_name() in _LAYER_TYPES or _is_bias_add(node):
+            continue
+        seen.add(name)
+        if node.get_type_name() != "Constant":
+            names.append(name)
+        stack.extend(node.input_value(i).get_node() for i in range(node.get_input_size()))
+    return names
+
+
+def _is_bias_add(node) -> bool:
+    """True for the Add that applies a convolution's bias: it belongs to the layer, which is quantized."""
+    inputs = [node.input_value(i).get_node().get_type_name() for i in range(node.get_input_size())]
+    return node.get_type_name() == "Add" and any(t in _LAYER_TYPES for t in inputs)
+
+
+def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bool = True,
+                      prefix: str = colorstr("OpenVINO:")):
+    """An INT8 copy of an OpenVINO model from NNCF post-training quantization (mixed preset) on the given images."""
+    try:
+        import nncf
+    except ImportError as e:
+        raise ImportError("INT8 export needs the 'nncf' package: pip install nncf") from e
+    ignored = None
+    if keep_decode_float:
+        names = decode_node_names(ov_model)
+        ignored = nncf.IgnoredScope(names=names, validate=False) if names else None
+        LOGGER.info(f"{prefix} keeping {len(names)} decode nodes after the last convolutions in float")
+    LOGGER.info(f"{prefix} quantizing with nncf {nncf.__version__} on {len(images)} calibration images...")
+    nncf_logger = logging.getLogger("nncf")
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)  # it logs one INFO line per node it leaves in float
+    try:
+        return nncf.quantize(ov_model, nncf.Dataset(images), preset=nncf.QuantizationPreset.MIXED,
+                             subset_size=len(images), ignored_scope=ignored)
+    finally:
+        nncf_logger.setLevel(level)
