@@ -27,6 +27,7 @@ import torch
 
 from models.backends import DetectMultiBackend
 from models.experimental import strip_optimizer
+from utils.cam import DetectionCAM, overlay_cam, unletterbox
 from utils.general import (
     LOGGER,
     ROOT,
@@ -102,7 +103,8 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
         classes: list[int] | None = None, agnostic_nms: bool = False, augment: bool = False,
         visualize: bool = False, project: str | Path = ROOT / "runs/detect", name: str = "exp",
         exist_ok: bool = False, line_thickness: int = 3, hide_labels: bool = False, hide_conf: bool = False,
-        half: bool = False, dnn: bool = False, vid_stride: int = 1, update: bool = False) -> Path:
+        half: bool = False, dnn: bool = False, vid_stride: int = 1, update: bool = False, cam: str | None = None,
+        cam_layer: int | None = None) -> Path:
     """Detect objects in source with the model in weights; returns the run folder."""
     source = str(source)
     save_img = not nosave
@@ -119,6 +121,9 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
     if (augment or visualize) and not pt:
         LOGGER.warning(f"WARNING --augment and --visualize need a PyTorch .pt model; ignored for {weights}")
         augment = visualize = False
+    if cam and not pt:
+        LOGGER.warning(f"WARNING --cam needs a PyTorch .pt model; ignored for {weights}")
+    cammer = DetectionCAM(model.model, cam, cam_layer, conf_thres) if cam and pt else None
 
     # .pt models take the smallest stride-multiple rectangle (auto); exports were traced at one fixed shape
     if webcam:
@@ -137,6 +142,7 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
         t3 = time_sync()
         pred = non_max_suppression(pred, conf_thres, iou_thres, classes, agnostic_nms, max_det=max_det)
         t4 = time_sync()
+        heats = cammer(x) if cammer and dataset.mode == "image" else None  # (B, h, w) in [0, 1] at input size
         dt = [dt[0] + t2 - t1, dt[1] + t3 - t2, dt[2] + t4 - t3]
 
         for i, det in enumerate(pred):  # per image
@@ -171,6 +177,9 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
             if save_img:
                 if dataset.mode == "image":
                     cv2.imwrite(str(save_path), im0)
+                    if heats is not None:
+                        heat = unletterbox(heats[i], im0.shape)
+                        cv2.imwrite(str(save_path.with_name(f"{p.stem}_cam.jpg")), overlay_cam(im0, heat))
                 else:  # video or stream: one writer per output file
                     videos.write(save_path if not webcam else save_dir / f"{p.stem}_{i}", im0, vid_cap)
         LOGGER.info(f"{s}{'' if len(det) else '(no detections), '}{(t3 - t2) * 1e3:.1f}ms")
@@ -225,6 +234,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--half", action="store_true", help="FP16 inference on CUDA; bf16 on CPUs that have it")
     add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
     add("--vid-stride", type=int, default=1, help="read every Nth video frame")
+    add("--cam", choices=["eigen", "gradcam"], help="also save a <name>_cam.jpg class-activation heatmap per image")
+    add("--cam-layer", type=int, help="layer index whose activations --cam maps (default: the last before Detect)")
     opt = parser.parse_args(argv)
     if isinstance(opt.weights, list) and len(opt.weights) == 1:
         opt.weights = opt.weights[0]

@@ -17,8 +17,10 @@ import random
 import sys
 import time
 from copy import deepcopy
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Callable
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[0]
@@ -63,7 +65,7 @@ from utils.general import (  # noqa: E402
     yaml_load,
     yaml_save,
 )
-from utils.loggers import Loggers, print_mutation  # noqa: E402
+from utils.loggers import RESULTS_KEYS, Loggers, print_mutation  # noqa: E402
 from utils.loss import ComputeLoss  # noqa: E402
 from utils.metrics import fitness  # noqa: E402
 from utils.torch_utils import (  # noqa: E402
@@ -86,15 +88,37 @@ def _plain(d: dict) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
 
-def load_model(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device):
+@dataclass
+class TrainTask:
+    """What a task (detection, segmentation) brings to the shared training loop; the loop itself is train()."""
+
+    name: str
+    model_cls: type  # built from --cfg or a checkpoint's yaml
+    loss_names: tuple[str, ...]  # the loss items, in the order the loss returns them
+    result_keys: tuple[str, ...]  # results.csv columns: train losses, metrics, val losses, learning rates
+    make_loss: Callable  # (model, opt) -> loss(pred, targets, *extra batch tensors)
+    create_dataloader: Callable  # (opt) -> create_dataloader-like function
+    validate: Callable  # (opt) -> val.run-like function
+    fitness: Callable  # results rows -> fitness per row
+    parse_opt: Callable  # (known, argv) -> the task's options
+    scripts: tuple[str, str] = ("val.py", "detect.py")  # what to run next, for the closing hints
+
+    @property
+    def n_metrics(self) -> int:
+        """How many metrics val returns before its losses."""
+        return len(self.result_keys) - 2 * len(self.loss_names) - 3
+
+
+def load_model(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device,
+               model_cls: type = Model):
     """Model from cfg and/or a checkpoint: every checkpoint tensor whose name and shape match is transferred."""
     if not weights:
-        model = Model(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+        model = model_cls(cfg, ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
         model.info()  # the summary line under the layer table
         return model, None
     check_suffix(weights, ".pt")
     ckpt = torch_safe_load(weights)  # weights_only with the project's allowlist: never runs pickled code
-    model = Model(cfg or deepcopy(ckpt["model"].yaml), ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
+    model = model_cls(cfg or deepcopy(ckpt["model"].yaml), ch=3, nc=nc, anchors=hyp.get("anchors")).to(device)
     model.info()
     exclude = ["anchor"] if (cfg or hyp.get("anchors")) and not resume else []  # the cfg's anchors win
     csd = intersect_dicts(ckpt["model"].float().state_dict(), model.state_dict(), exclude=exclude)
@@ -103,8 +127,10 @@ def load_model(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device:
     return model, ckpt
 
 
-def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks):
-    """Train one model; returns the final validation results (P, R, mAP50, mAP50-95, box, obj, cls losses)."""
+def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callbacks: Callbacks,
+          task: TrainTask | None = None):
+    """Train one model; returns the final validation results (for detection: P, R, mAP50, mAP50-95, val losses)."""
+    task = task or DETECT
     save_dir, epochs, batch_size, weights, single_cls, evolve, data, cfg, resume, noval, nosave, workers, freeze = (
         Path(opt.save_dir), opt.epochs, opt.batch_size, opt.weights, opt.single_cls, opt.evolve, opt.data, opt.cfg,
         opt.resume, opt.noval, opt.nosave, opt.workers, opt.freeze)
@@ -124,6 +150,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     plots = not evolve and not opt.noplots
     if RANK in {-1, 0}:
         loggers = Loggers(save_dir, opt, hyp)
+        loggers.keys = task.result_keys
         loggers.plots = plots
         loggers.register(callbacks)
 
@@ -136,7 +163,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     names = {0: "item"} if single_cls and len(data_dict["names"]) != 1 else data_dict["names"]
     is_coco = isinstance(val_path, str) and val_path.endswith("coco/val2017.txt")
 
-    model, ckpt = load_model(weights, cfg, nc, hyp, resume, device)
+    model, ckpt = load_model(weights, cfg, nc, hyp, resume, device, task.model_cls)
     amp = check_amp(model)
 
     # Freeze the first N layers (or the listed layer indices)
@@ -180,14 +207,15 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     elif opt.sync_bn:
         LOGGER.warning("WARNING --sync-bn only applies to DDP training on CUDA, ignoring it")
 
-    train_loader, dataset = create_dataloader(
+    create_loader = task.create_dataloader(opt)
+    train_loader, dataset = create_loader(
         train_path, imgsz, batch_size // WORLD_SIZE, gs, single_cls, hyp=hyp, augment=True,
         cache=None if opt.cache == "val" else opt.cache, rect=opt.rect, rank=LOCAL_RANK, workers=workers,
         image_weights=opt.image_weights, quad=opt.quad, prefix=colorstr("train: "), shuffle=True, seed=opt.seed, nc=nc)
     labels = np.concatenate(dataset.labels, 0)
 
     if RANK in {-1, 0}:
-        val_loader = create_dataloader(
+        val_loader = create_loader(
             val_path, imgsz, batch_size // WORLD_SIZE * 2, gs, single_cls, hyp=hyp, cache=None if noval else opt.cache,
             rect=True, rank=-1, workers=workers * 2, pad=0.5, prefix=colorstr("val: "), nc=nc)[0]
         if not resume:
@@ -214,12 +242,13 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     nw = max(round(hyp["warmup_epochs"] * nb), 100)  # warmup iterations
     last_opt_step = -1
     maps = np.zeros(nc)
-    results = (0, 0, 0, 0, 0, 0, 0)  # P, R, mAP50, mAP50-95, val box, obj, cls
+    results = (0,) * (task.n_metrics + len(task.loss_names))  # metrics, then the val losses
     scheduler.last_epoch = start_epoch - 1
     scaler = torch.amp.GradScaler("cuda", enabled=amp) if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler") \
         else torch.cuda.amp.GradScaler(enabled=amp)
     stopper, stop = EarlyStopping(patience=opt.patience), False
-    compute_loss = ComputeLoss(model)
+    compute_loss = task.make_loss(model, opt)
+    validate_run = task.validate(opt)
     callbacks.run("on_train_start")
     LOGGER.info(f"Image sizes {imgsz} train, {imgsz} val\n"
                 f"Using {train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
@@ -233,15 +262,16 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             cw = m.class_weights.cpu().numpy() * (1 - maps) ** 2 / nc
             iw = labels_to_image_weights(dataset.labels, nc=nc, class_weights=cw)
             dataset.indices = random.choices(range(len(dataset)), weights=iw, k=len(dataset))
-        mloss = torch.zeros(3, device=device)
+        mloss = torch.zeros(len(task.loss_names), device=device)
         if RANK != -1:
             train_loader.sampler.set_epoch(epoch)
         pbar = enumerate(train_loader)
-        LOGGER.info(("\n" + "%11s" * 7) % ("Epoch", "GPU_mem", "box_loss", "obj_loss", "cls_loss", "Instances", "Size"))
+        LOGGER.info(("\n" + "%11s" * (len(task.loss_names) + 4)) % ("Epoch", "GPU_mem", *task.loss_names, "Instances",
+                                                                   "Size"))
         if RANK in {-1, 0}:
             pbar = tqdm(pbar, total=nb, bar_format=TQDM_BAR_FORMAT)
         optimizer.zero_grad()
-        for i, (imgs, targets, paths, _) in pbar:
+        for i, (imgs, targets, paths, _, *extra) in pbar:  # extra: what a task adds per batch (masks)
             callbacks.run("on_train_batch_start")
             ni = i + nb * epoch  # batches since the start of training
             imgs = imgs.to(device, non_blocking=True).float() / 255
@@ -263,7 +293,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
 
             with torch.autocast(device_type=device.type, enabled=amp):
                 pred = model(imgs)
-                loss, loss_items = compute_loss(pred, targets.to(device))
+                loss, loss_items = compute_loss(pred, targets.to(device), *(x.to(device).float() for x in extra))
                 if RANK != -1:
                     loss *= WORLD_SIZE  # DDP averages gradients over ranks; the loss is a per-device sum
                 if opt.quad:
@@ -283,7 +313,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             if RANK in {-1, 0}:
                 mloss = (mloss * i + loss_items) / (i + 1)
                 mem = f"{torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0:.3g}G"
-                pbar.set_description(("%11s" * 2 + "%11.4g" * 5) % (
+                pbar.set_description(("%11s" * 2 + "%11.4g" * (len(mloss) + 2)) % (
                     f"{epoch}/{epochs - 1}", mem, *mloss, targets.shape[0], imgs.shape[-1]))
                 callbacks.run("on_train_batch_end", model, ni, imgs, targets, paths, list(mloss))
                 if callbacks.stop_training:
@@ -297,13 +327,13 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             ema.update_attr(model, include=["yaml", "nc", "hyp", "names", "stride", "class_weights"])
             final_epoch = (epoch + 1 == epochs) or stopper.possible_stop
             if not noval or final_epoch:
-                results, maps, _ = validate.run(
+                results, maps, _ = validate_run(
                     data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz, half=amp, model=ema.ema,
                     single_cls=single_cls, dataloader=val_loader, save_dir=save_dir, plots=False,
                     callbacks=callbacks, compute_loss=compute_loss)
                 ema.ema.float()  # validation may have cast it to FP16; the average must stay FP32
 
-            fi = float(fitness(np.array(results).reshape(1, -1))[0])  # weighted mAP50 and mAP50-95
+            fi = float(task.fitness(np.array(results).reshape(1, -1))[0])  # weighted mAP50 and mAP50-95
             stop = stopper(epoch=epoch, fitness=fi)
             if fi > best_fitness:
                 best_fitness = fi
@@ -344,7 +374,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
                 strip_optimizer(f)
                 if f is best:
                     LOGGER.info(f"\nValidating {f}...")
-                    results, _, _ = validate.run(
+                    results, _, _ = validate_run(
                         data_dict, batch_size=batch_size // WORLD_SIZE * 2, imgsz=imgsz,
                         model=attempt_load(f, device).half(), iou_thres=0.65 if is_coco else 0.60,
                         single_cls=single_cls, dataloader=val_loader, save_dir=save_dir, save_json=is_coco,
@@ -352,8 +382,8 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
         callbacks.run("on_train_end", last, best, epoch, results)
         if best.exists():
             LOGGER.info(f"\nBest weights: {best}\n"
-                        f"Validate:  python val.py --weights {best} --data {data} --img {imgsz}\n"
-                        f"Predict:   python detect.py --weights {best} --source data/images --img {imgsz}\n"
+                        f"Validate:  python {task.scripts[0]} --weights {best} --data {data} --img {imgsz}\n"
+                        f"Predict:   python {task.scripts[1]} --weights {best} --source data/images --img {imgsz}\n"
                         f"Export:    python export.py --weights {best} --include onnx --img {imgsz}")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -370,8 +400,8 @@ INACTIVE = {
 }
 
 
-def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options, as YOLOv5 v7.0 train.py (defaults: --data shapes.yaml, --weights '')."""
+def build_parser() -> argparse.ArgumentParser:
+    """train.py's options, as YOLOv5 v7.0's (defaults: --data shapes.yaml, --weights ''); segment/train.py adds some."""
     parser = argparse.ArgumentParser(description="Train a YOLOv5 model")
     add = parser.add_argument
     add("--weights", type=str, default="", help="checkpoint to start from; '' builds a new model from --cfg")
@@ -414,10 +444,16 @@ def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Na
     add("--upload_dataset", nargs="?", const=True, default=False, help="W&B dataset upload, or 'val' (unused here)")
     add("--bbox_interval", type=int, default=-1, help="W&B interval between logged box images (unused here)")
     add("--artifact_alias", type=str, default="latest", help="W&B dataset artifact version (unused here)")
+    return parser
+
+
+def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options of train.py."""
+    parser = build_parser()
     return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)
 
 
-def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
+def resume_options(opt: argparse.Namespace, parse: Callable = parse_opt) -> argparse.Namespace:
     """The options of the run being resumed (from its opt.yaml), pointed at its last.pt and run folder."""
     last = opt.resume if isinstance(opt.resume, str) else get_latest_run(Path(opt.project).parent)
     if not last:
@@ -430,16 +466,17 @@ def resume_options(opt: argparse.Namespace) -> argparse.Namespace:
     opt_yaml = last.parent.parent / "opt.yaml"
     d = yaml_load(opt_yaml) if opt_yaml.is_file() else ckpt["opt"]
     del ckpt
-    new = argparse.Namespace(**{**vars(parse_opt(known=True, argv=[])), **d})  # options added since keep defaults
+    new = argparse.Namespace(**{**vars(parse(known=True, argv=[])), **d})  # options added since keep defaults
     new.cfg, new.weights, new.resume = "", str(last), True
     new.save_dir = str(last.parent.parent)  # the run folder may have moved since it was written
     new.local_rank = opt.local_rank
     return new
 
 
-def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> None:
+def main(opt: argparse.Namespace, callbacks: Callbacks | None = None, task: TrainTask | None = None) -> None:
     """Check options, set up DDP when launched by torchrun, then train (or evolve hyperparameters)."""
     callbacks = callbacks or Callbacks()
+    task = task or DETECT
     if RANK in {-1, 0}:
         print_args(vars(opt))
         unused = inactive_options(vars(opt), INACTIVE, "this project has no W&B logger and no cloud sync")
@@ -447,7 +484,7 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> None:
             LOGGER.warning(unused)
 
     if opt.resume and not opt.evolve:
-        opt = resume_options(opt)
+        opt = resume_options(opt, task.parse_opt)
     else:
         opt.data, opt.cfg, opt.weights, opt.project = check_file(opt.data), check_yaml(opt.cfg) if opt.cfg else "", \
             str(opt.weights), str(opt.project)
@@ -487,15 +524,15 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> None:
 
     try:
         if not opt.evolve:
-            train(opt.hyp, opt, device, callbacks)
+            train(opt.hyp, opt, device, callbacks, task)
         else:
-            evolve(opt, device)
+            evolve(opt, device, task)
     finally:
         if WORLD_SIZE > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def evolve(opt: argparse.Namespace, device: torch.device) -> None:
+def evolve(opt: argparse.Namespace, device: torch.device, task: TrainTask | None = None) -> None:
     """Genetic hyperparameter evolution: train opt.evolve generations, each from a mutation of the best so far."""
     hyp = yaml_load(opt.hyp) if not isinstance(opt.hyp, dict) else dict(opt.hyp)
     meta = dict(EVOLVE_META)
@@ -509,11 +546,24 @@ def evolve(opt: argparse.Namespace, device: torch.device) -> None:
     rng = np.random.default_rng(opt.seed + int(time.time()))
     for _ in range(opt.evolve):
         hyp = mutate_hyp(hyp, meta, evolve_csv, rng)
-        results = train(hyp.copy(), opt, device, Callbacks())
+        results = train(hyp.copy(), opt, device, Callbacks(), task)
         print_mutation(EVOLVE_RESULT_KEYS, results, {k: hyp[k] for k in meta if k in hyp}, save_dir)
     LOGGER.info(f"Hyperparameter evolution finished {opt.evolve} generations\n"
                 f"Results saved to {colorstr('bold', save_dir)}\n"
                 f"Usage example: $ python train.py --hyp {save_dir / 'hyp_evolve.yaml'}")
+
+
+DETECT = TrainTask(
+    name="detect",
+    model_cls=Model,
+    loss_names=("box_loss", "obj_loss", "cls_loss"),
+    result_keys=RESULTS_KEYS,
+    make_loss=lambda model, opt: ComputeLoss(model),
+    create_dataloader=lambda opt: create_dataloader,
+    validate=lambda opt: validate.run,
+    fitness=fitness,
+    parse_opt=parse_opt,
+)
 
 
 def run(**kwargs) -> argparse.Namespace:

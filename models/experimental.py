@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.common import BLOCKS, DualPConv, PConv
+from models.common import BLOCKS, DualPConv, PConv, Proto
 from models.extra_blocks import (
     CrossConv,
     MixConv2d,  # noqa: F401  (v7.0 pickles it as models.experimental.MixConv2d)
@@ -23,7 +23,7 @@ from models.extra_blocks import (
     TransformerLayer,
 )
 from models.fused import CSPPCFused, DetectFused, SPPFFused
-from models.yolo import BaseModel, Detect, DetectionModel
+from models.yolo import BaseModel, ClassificationModel, Detect, DetectionModel, SegmentationModel
 from utils.general import LOGGER
 from utils.torch_utils import save_atomic
 
@@ -48,11 +48,25 @@ def _numpy_globals() -> list:
     return out
 
 
+def _detect_forward_only(obj, name: str, *default):
+    """Stands in for getattr while unpickling: YOLOv5 segmentation checkpoints hold getattr(Detect, 'forward').
+
+    Any other use is refused: a general getattr would let a pickle walk from an allowed class to anything.
+    """
+    if obj is Detect and name == "forward" and not default:
+        return Detect.forward
+    raise pickle.UnpicklingError(f"refused getattr({getattr(obj, '__name__', type(obj).__name__)!r}, {name!r}): "
+                                 f"only getattr(Detect, 'forward') of YOLOv5 segmentation checkpoints is allowed")
+
+
 def safe_globals() -> list:
     """The allowlist: the project's model classes, torch.nn modules and harmless metadata of YOLOv5 checkpoints."""
     project = [cls for cls, _ in BLOCKS.values()] + [BaseModel, DetectionModel, Detect, PConv, DualPConv]
     project += [CSPPCFused, SPPFFused, DetectFused]  # fuse()'s inference forms; checkpoints hold trained models
     project += [(DetectionModel, "models.yolo.Model"), (DetectionModel, "models.yolo.DetectionModel")]
+    project += [SegmentationModel, Proto]  # Segment is a YAML block; Proto lives inside it
+    project += [ClassificationModel]  # Classify is a YAML block
+    project += [(_detect_forward_only, "builtins.getattr")]  # YOLOv5's Segment pickles getattr(Detect, 'forward')
     project += [TransformerLayer, TransformerBlock]  # parts of C3TR, not YAML blocks themselves
     # YOLOv5 before v6.1 kept CrossConv in models.experimental (MixConv2d is still there in v7.0: its own name)
     project += [(CrossConv, "models.experimental.CrossConv")]

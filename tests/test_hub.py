@@ -12,17 +12,6 @@ from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
 from utils.general import ROOT
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    """hubconf configures the project logger (set_logging); put it back so later tests' caplog still sees it."""
-    logger = logging.getLogger("yolov5")
-    state = logger.level, logger.propagate, list(logger.handlers)
-    yield
-    logger.setLevel(state[0])
-    logger.propagate = state[1]
-    logger.handlers[:] = state[2]
-
-
 def test_custom_checkpoint_through_torch_hub(tmp_path):
     weights = make_checkpoint(tmp_path / "best.pt")
     model = torch.hub.load(str(ROOT), "custom", path=str(weights), source="local", _verbose=False)

@@ -103,17 +103,19 @@ def _first_per(matches: np.ndarray, col: int) -> np.ndarray:
     return matches[np.unique(matches[:, col], return_index=True)[1]]
 
 
-def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tensor) -> torch.Tensor:
+def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tensor,
+                      iou: torch.Tensor | None = None) -> torch.Tensor:
     """Mark each detection [x1, y1, x2, y2, conf, cls] correct or not at each IoU threshold in iouv.
 
     labels are [cls, x1, y1, x2, y2]. YOLOv5 v7.0's rule, at each threshold: each detection keeps the
     same-class label it overlaps most, then each label keeps the first of the detections that kept it, in
     detection order (NMS output is sorted by confidence, so the most confident one). There is deliberately
-    no second sort by IoU in between. Returns a (n_detections, n_thresholds) bool tensor.
+    no second sort by IoU in between. Returns a (n_detections, n_thresholds) bool tensor. iou, when given, is a
+    precomputed (n_labels, n_detections) overlap used instead of box IoU (segmentation matches by mask IoU).
     """
     correct = np.zeros((detections.shape[0], iouv.shape[0]), dtype=bool)
     if detections.shape[0] and labels.shape[0]:
-        iou = box_iou(labels[:, 1:], detections[:, :4])
+        iou = box_iou(labels[:, 1:], detections[:, :4]) if iou is None else iou
         same_class = labels[:, 0:1] == detections[:, 5]
         for i, t in enumerate(iouv.tolist()):
             li, di = torch.where((iou >= t) & same_class)
@@ -154,7 +156,9 @@ def ap_per_class(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_
     tp, conf, pred_cls, target_cls = (np.asarray(a) for a in (tp, conf, pred_cls, target_cls))
     if tp.ndim == 1:
         tp = tp[:, None]
-    order = np.argsort(-conf, kind="stable")
+    # numpy's default sort, as in YOLOv5 v7.0: among equal confidences (frequent with FP16 scores) the order, and
+    # with it the curve through the tied block, then matches v7.0's on the same numpy; a stable sort differs there
+    order = np.argsort(-conf)
     tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
 
     classes, nt = np.unique(target_cls, return_counts=True)

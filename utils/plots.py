@@ -252,6 +252,12 @@ RESULTS_PANELS = (  # v7.0's 2x5 results.png: training losses and P, R on top, v
     "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall",
     "val/box_loss", "val/obj_loss", "val/cls_loss", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95",
 )
+SEGMENT_PANELS = (  # v7.0's 2x8 segmentation results.png: losses, then box (B) and mask (M) metrics
+    "train/box_loss", "train/seg_loss", "train/obj_loss", "train/cls_loss",
+    "metrics/precision(B)", "metrics/recall(B)", "metrics/precision(M)", "metrics/recall(M)",
+    "val/box_loss", "val/seg_loss", "val/obj_loss", "val/cls_loss",
+    "metrics/mAP_0.5(B)", "metrics/mAP_0.5:0.95(B)", "metrics/mAP_0.5(M)", "metrics/mAP_0.5:0.95(M)",
+)
 
 
 def smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
@@ -272,24 +278,24 @@ def smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     return np.divide(num, den, out=np.full(len(y), np.nan), where=den > 0)
 
 
-def results_figure(frames: dict):
-    """The results.png figure: 2x5 panels of RESULTS_PANELS against whole-number epochs, each CSV's values (dots)
+def results_figure(frames: dict, panels: tuple[str, ...] = RESULTS_PANELS):
+    """The results.png figure: two rows of panels (columns) against whole-number epochs, each CSV's values (dots)
     and their smoothed trend (dotted), with a legend. frames maps a label to a DataFrame with stripped names."""
     import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
-    fig, ax = plt.subplots(2, 5, figsize=(12, 6), tight_layout=True)
+    fig, ax = plt.subplots(2, len(panels) // 2, figsize=(1.2 * len(panels), 6), tight_layout=True)
     ax = ax.ravel()
     for label, data in frames.items():
         x = pd.to_numeric(data.iloc[:, 0], errors="coerce").to_numpy()
-        for a, col in zip(ax, RESULTS_PANELS):
+        for a, col in zip(ax, panels):
             if col not in data:
                 continue
             y = pd.to_numeric(data[col], errors="coerce").to_numpy(dtype=np.float64)
             a.plot(x, y, marker=".", label=label, linewidth=2, markersize=8)
             a.plot(x, smooth(y), ":", label="smooth", linewidth=2)
-    for a, col in zip(ax, RESULTS_PANELS):
+    for a, col in zip(ax, panels):
         a.set_title(col, fontsize=12)
         a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     shown = next((a for a in (ax[1], *ax) if a.get_lines()), None)  # v7.0's place, else the first drawn panel
@@ -299,7 +305,10 @@ def results_figure(frames: dict):
 
 
 def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "") -> Path:
-    """Save results.png beside the CSV (every results*.csv in dir if given): losses and metrics per epoch, 2x5."""
+    """Save results.png beside the CSV (every results*.csv in dir if given): losses and metrics per epoch.
+
+    Detection runs get v7.0's 2x5 panels, segmentation runs (a train/seg_loss column) its 2x8 ones.
+    """
     import pandas as pd
 
     files = sorted(Path(dir).glob("results*.csv")) if dir else [Path(file)]
@@ -316,11 +325,12 @@ def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "")
             LOGGER.warning(f"WARNING plot_results: skipping {f}: {e}")
     if not frames:
         raise ValueError(f"No readable results CSV among {[str(f) for f in files]}")
+    panels = SEGMENT_PANELS if any("train/seg_loss" in d for d in frames.values()) else RESULTS_PANELS
     for stem, data in frames.items():
-        missing = [c for c in RESULTS_PANELS if c not in data]
+        missing = [c for c in panels if c not in data]
         if missing:
             LOGGER.warning(f"WARNING plot_results: {stem}.csv has no column {', '.join(missing)}; panel left empty")
-    fig = results_figure(frames)
+    fig = results_figure(frames, panels)
     out = files[0].parent / "results.png"
     fig.savefig(out, dpi=200)
     _pyplot().close(fig)

@@ -39,7 +39,7 @@ def polygons2masks_overlap(img_size: tuple[int, int], segments: list[np.ndarray]
     h, w = img_size[0] // downsample_ratio, img_size[1] // downsample_ratio
     masks = np.zeros((h, w), dtype=np.int32 if len(segments) > 255 else np.uint8)
     single = polygons2masks(img_size, segments, 1, downsample_ratio)
-    index = np.argsort(-single.reshape(len(single), -1).sum(1), kind="stable")
+    index = np.argsort(-single.reshape(len(single), h * w).sum(1), kind="stable")
     for k, i in enumerate(index, start=1):
         masks = np.clip(masks + single[i].astype(masks.dtype) * k, 0, k).astype(masks.dtype)
     return masks, index
