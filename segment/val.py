@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must find the root scripts, not this folder's
+    sys.path.insert(0, str(ROOT))
 
 import val as detect_val  # noqa: E402
 from models.common import DetectMultiBackend  # noqa: E402
@@ -28,6 +28,7 @@ from utils.callbacks import Callbacks  # noqa: E402
 from utils.general import (  # noqa: E402
     LOGGER,
     TQDM_BAR_FORMAT,
+    Profile,
     check_dataset,
     check_img_size,
     check_yaml,
@@ -162,7 +163,7 @@ def run(
         names = dict(enumerate(names))
     class_map = list(range(1000))
     s = ("%22s" + "%11s" * 10) % HEADER
-    dt = detect_val.Profile(device), detect_val.Profile(device), detect_val.Profile(device)
+    dt = Profile(device=device), Profile(device=device), Profile(device=device)
     metrics = Metrics()
     loss = torch.zeros(4, device=device)
     jdict, stats = [], []
