@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import time
 import warnings
@@ -151,6 +152,42 @@ def export_openvino(onnx_file: Path, file: Path, metadata: dict, half: bool, pre
     ov.save_model(ov.convert_model(str(onnx_file)), str(xml), compress_to_fp16=half)
     yaml_save(xml.with_suffix(".yaml"), metadata)
     return f
+
+
+def export_layer(fmt: str, layer: torch.nn.Module, args: tuple, opset: int = 17) -> None:
+    """Export one layer alone to fmt ('torchscript', 'onnx', 'openvino' or 'opencv' for OpenCV DNN reading ONNX)."""
+    with quiet_tracing():
+        if fmt == "torchscript":
+            torch.jit.trace(layer, args, strict=False, check_trace=False)
+            return
+        buffer = io.BytesIO()
+        torch.onnx.export(layer, args, buffer, opset_version=opset, do_constant_folding=True, dynamo=False)
+    if fmt == "openvino":
+        import openvino as ov
+
+        ov.convert_model(io.BytesIO(buffer.getvalue()))
+    elif fmt == "opencv":
+        cv2.dnn.readNetFromONNX(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
+
+
+def unexportable_layer(model: torch.nn.Module, im: torch.Tensor, fmt: str, opset: int = 17) -> str | None:
+    """'layer i (type)' for the first layer of model that cannot be exported to fmt on its own, with the error."""
+    layers = list(getattr(model, "model", []))
+    inputs = {}
+    hooks = [m.register_forward_pre_hook(lambda _, args, i=i: inputs.setdefault(i, args)) for i, m in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            model(im)
+    finally:
+        for h in hooks:
+            h.remove()
+    for i, m in enumerate(layers):
+        try:
+            export_layer(fmt, m, inputs[i], opset)
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            return f"layer {i} ({getattr(m, 'type', type(m).__name__)}): {reason}"
+    return None
 
 
 def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str | Path, imgsz: list[int],
@@ -295,25 +332,40 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
                 f"({file_size(file):.1f} MB)")
 
     written, rows = [], []
+    failed, done = [], set()
     for x in [f.argument for f in FORMATS if f.argument in todo]:  # table order: ONNX before OpenVINO needs it
         t = time.time()
-        if x == "torchscript":
-            f = export_torchscript(model, im, file, metadata, optimize)
-        elif x == "onnx":
-            f = export_onnx(model, im, file, opset, dynamic, simplify, metadata, n_outputs=len(outputs))
-        elif x == "openvino":
-            onnx_file = export_path(file, format_of("onnx"))
-            if "onnx" not in todo:
-                onnx_file = export_onnx(model, im, file, opset, dynamic, simplify, metadata, n_outputs=len(outputs))
-            if int8:
-                f = export_openvino_int8(onnx_file, file, metadata, data, imgsz, int8_images)
-            else:
-                f = export_openvino(onnx_file, file, metadata, half)
+        try:
+            if x == "torchscript":
+                f = export_torchscript(model, im, file, metadata, optimize)
+            elif x == "onnx":
+                f = export_onnx(model, im, file, opset, dynamic, simplify, metadata, n_outputs=len(outputs))
+            elif x == "openvino":
+                onnx_file = export_path(file, format_of("onnx"))
+                if "onnx" not in done:
+                    onnx_file = export_onnx(model, im, file, opset, dynamic, simplify, metadata,
+                                            n_outputs=len(outputs))
+                if int8:
+                    f = export_openvino_int8(onnx_file, file, metadata, data, imgsz, int8_images)
+                else:
+                    f = export_openvino(onnx_file, file, metadata, half)
+        except Exception as e:  # name the block that cannot be exported to this format, then go on with the others
+            where = unexportable_layer(model, im, "onnx" if x == "openvino" and "onnx" in failed else x, opset)
+            name = format_of(x).name
+            LOGGER.error(f"{name} export of {file} failed: " + (f"{where}; this block cannot be exported to {name}"
+                         if where else f"{type(e).__name__}: {e}"))
+            failed.append(x)
+            continue
         dt = time.time() - t
         diff = check_export(f, outputs, im)
         line = f"{format_of(x).name:<12} {str(f):<60} {file_size(f):8.1f} MB {dt:7.1f} s   max|diff| {diff:.2e}"
         if x == "onnx" and not dynamic:
-            line += f", OpenCV DNN {check_export(f, outputs, im, dnn=True):.2e}"
+            try:
+                line += f", OpenCV DNN {check_export(f, outputs, im, dnn=True):.2e}"
+            except Exception:  # ONNX Runtime runs it; OpenCV DNN does not support every ONNX graph
+                where = unexportable_layer(model, im, "opencv", opset)
+                LOGGER.warning(f"WARNING {f}: OpenCV DNN (--dnn) cannot run it" + (f", {where}" if where else ""))
+                line += ", OpenCV DNN cannot run it"
         tol = 1e-2 * max(float(y.abs().max()), 1.0) if half else 1e-3 * max(float(y.abs().max()), 1.0)
         if x == "openvino" and int8:  # quantization moves boxes by pixels: val.py's mAP is the check that counts
             line += " (INT8: compare mAP with val.py)"
@@ -321,6 +373,10 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
             LOGGER.warning(f"WARNING {f}: output differs from PyTorch by {diff:.3g} (> {tol:.3g}) on {image_name}")
         rows.append(line)
         written.append(str(f))
+        done.add(x)
+    if not written:
+        LOGGER.error(f"Nothing exported: {', '.join(format_of(x).name for x in failed)} failed (see above)")
+        return []
 
     scripts = ("segment/predict.py", "segment/val.py") if len(outputs) > 1 else ("detect.py", "val.py")
     LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s), checked on {image_name} at shape {tuple(im.shape)}\n"

@@ -293,6 +293,29 @@ class Proto(nn.Module):
         return self.cv3(self.cv2(self.upsample(self.cv1(x))))
 
 
+def classify_parser(args, n, ch_in, gw, d):
+    """Classify takes (c2, ...) with c2 the class count, unscaled; several inputs are concatenated first."""
+    return [sum(ch_in), *args], n, args[0]
+
+
+@register(classify_parser)
+class Classify(nn.Module):
+    """Classification head: a 1x1 Conv to 1280 channels, global average pooling, dropout and a Linear to c2 logits."""
+
+    def __init__(self, c1, c2, k=1, s=1, p=None, g=1, dropout_p: float = 0.0):
+        super().__init__()
+        c_ = 1280  # EfficientNet-B0's head width, as YOLOv5 v7.0
+        self.conv = Conv(c1, c_, k, s, autopad(k, p), g)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(p=dropout_p, inplace=True)
+        self.linear = nn.Linear(c_, c2)
+
+    def forward(self, x):
+        if isinstance(x, list):
+            x = torch.cat(x, 1)
+        return self.linear(self.drop(self.pool(self.conv(x)).flatten(1)))
+
+
 def __getattr__(name: str):
     """PEP 562: `from models.common import DetectMultiBackend` or `GhostConv` (as in YOLOv5) without import cycles."""
     # models.backends imports models.experimental, which imports this module, so a top-level import would cycle

@@ -23,7 +23,7 @@ from models.extra_blocks import (
     TransformerLayer,
 )
 from models.fused import CSPPCFused, DetectFused, SPPFFused
-from models.yolo import BaseModel, Detect, DetectionModel, SegmentationModel
+from models.yolo import BaseModel, ClassificationModel, Detect, DetectionModel, SegmentationModel
 from utils.general import LOGGER
 from utils.torch_utils import save_atomic
 
@@ -65,6 +65,7 @@ def safe_globals() -> list:
     project += [CSPPCFused, SPPFFused, DetectFused]  # fuse()'s inference forms; checkpoints hold trained models
     project += [(DetectionModel, "models.yolo.Model"), (DetectionModel, "models.yolo.DetectionModel")]
     project += [SegmentationModel, Proto]  # Segment is a YAML block; Proto lives inside it
+    project += [ClassificationModel]  # Classify is a YAML block
     project += [(_detect_forward_only, "builtins.getattr")]  # YOLOv5's Segment pickles getattr(Detect, 'forward')
     project += [TransformerLayer, TransformerBlock]  # parts of C3TR, not YAML blocks themselves
     # YOLOv5 before v6.1 kept CrossConv in models.experimental (MixConv2d is still there in v7.0: its own name)

@@ -167,13 +167,17 @@ class C3Ghost(C3):
         self.m = nn.Sequential(*(GhostBottleneck(c_, c_) for _ in range(n)))
 
 
-@register(_contract_parser)
-class Contract(nn.Module):
-    """Space to depth: (b, c, h, w) -> (b, c * gain**2, h / gain, w / gain)."""
+class _Rearrange(nn.Module):
+    """Base of Contract and Expand: a parameter-free rearrangement of pixels and channels by `gain`."""
 
     def __init__(self, gain=2):
         super().__init__()
         self.gain = gain
+
+
+@register(_contract_parser)
+class Contract(_Rearrange):
+    """Space to depth: (b, c, h, w) -> (b, c * gain**2, h / gain, w / gain)."""
 
     def forward(self, x):
         b, c, h, w = x.shape
@@ -183,12 +187,8 @@ class Contract(nn.Module):
 
 
 @register(_expand_parser)
-class Expand(nn.Module):
+class Expand(_Rearrange):
     """Depth to space, the inverse of Contract: (b, c, h, w) -> (b, c / gain**2, h * gain, w * gain)."""
-
-    def __init__(self, gain=2):
-        super().__init__()
-        self.gain = gain
 
     def forward(self, x):
         b, c, h, w = x.shape

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from models import extra_blocks  # noqa: F401  (registers v7.0's other blocks with parse_model)
-from models.common import BLOCKS, Conv, Proto, register, resolve_arg
+from models.common import BLOCKS, Classify, Conv, Proto, register, resolve_arg
 from utils.autoanchor import check_anchor_order
 from utils.general import LOGGER, check_yaml, make_divisible, yaml_load
 from utils.torch_utils import (
@@ -312,6 +312,85 @@ class SegmentationModel(DetectionModel):
 
     def __init__(self, cfg: str | Path | dict = "yolov5s-seg.yaml", ch: int = 3, nc: int | None = None, anchors=None):
         super().__init__(cfg, ch, nc, anchors)
+
+
+class ClassificationModel(BaseModel):
+    """YOLOv5 classifier: a detection model's backbone cut at `cutoff` with a Classify head, or built from a YAML."""
+
+    def __init__(self, cfg: str | Path | dict | None = None, model: nn.Module | None = None, nc: int = 1000,
+                 cutoff: int = 10):
+        super().__init__()
+        if model is not None:
+            self._from_detection_model(model, nc, cutoff)
+        elif cfg is not None:
+            self._from_yaml(cfg, nc)
+        else:
+            raise ValueError("ClassificationModel needs a model YAML (cfg=) or a detection model (model=)")
+
+    def _from_detection_model(self, model: nn.Module, nc: int = 1000, cutoff: int = 10) -> None:
+        """Keep layers [0, cutoff) and replace the last kept one by Classify, fed what that layer was fed (v7.0)."""
+        if not isinstance(model, BaseModel) and isinstance(getattr(model, "model", None), BaseModel):
+            model = model.model  # a DetectMultiBackend around a PyTorch model
+        n = len(model.model)
+        if not 1 <= cutoff < n:
+            raise ValueError(f"cutoff={cutoff} must be in 1..{n - 1}: the model has {n} layers, the last its head")
+        layers = model.model[:cutoff]
+        branched = [int(m.i) for m in layers if m.f != -1]
+        if branched:
+            raise ValueError(f"cutoff={cutoff} keeps layer {branched[0]}, which reads an earlier layer's output "
+                             f"(from={layers[branched[0]].f}): cut before the head, at the backbone's end")
+        m = layers[-1]
+        c = Classify(self._in_channels(layers), nc)
+        c.i, c.f, c.type = m.i, m.f, "models.common.Classify"
+        c.np = sum(x.numel() for x in c.parameters())
+        layers[-1] = c
+        self.model = layers
+        self.stride = getattr(model, "stride", None)
+        if self.stride is None:
+            self.stride = torch.tensor([32.0])
+        self.save = []
+        self.nc = nc
+        self.names = {i: f"class{i}" for i in range(nc)}
+
+    @staticmethod
+    def _in_channels(layers: nn.Sequential) -> int:
+        """Channels entering the last layer: its first convolution's input, else measured on a small forward pass."""
+        m = layers[-1]
+        for conv in (getattr(m, "conv", None), getattr(getattr(m, "cv1", None), "conv", None)):
+            if isinstance(conv, nn.Conv2d):
+                return conv.in_channels
+        p = next(layers.parameters())
+        x = torch.zeros(1, p.shape[1] if p.dim() == 4 else 3, 64, 64, device=p.device)
+        with torch.no_grad():
+            for layer in layers[:-1]:
+                x = layer(x)
+        return int(x.shape[1])
+
+    def _from_yaml(self, cfg: str | Path | dict, nc: int | None = None) -> None:
+        """Build from a model YAML whose last layer is Classify, e.g. [-1, 1, Classify, [nc]]."""
+        if isinstance(cfg, dict):
+            self.yaml = cfg
+        else:
+            self.yaml_file = Path(cfg).name
+            self.yaml = yaml_load(check_yaml(cfg))
+        if nc and nc != self.yaml.get("nc"):
+            self.yaml["nc"] = nc
+        ch = self.yaml["ch"] = self.yaml.get("ch", 3)
+        self.model, self.save = parse_model(deepcopy(self.yaml), ch=[ch])
+        if not isinstance(self.model[-1], Classify):
+            raise ValueError(f"{self.yaml_file if not isinstance(cfg, dict) else 'model dict'}: the last layer is "
+                             f"{type(self.model[-1]).__name__}, a classification YAML ends with Classify")
+        self.nc = self.model[-1].linear.out_features
+        self.names = {i: f"class{i}" for i in range(self.nc)}
+        seen = []
+        hook = self.model[-1].register_forward_pre_hook(lambda m, x: seen.append(x[0]))
+        s = 256
+        with torch.no_grad():
+            self.forward(torch.zeros(1, ch, s, s))
+        hook.remove()
+        x = torch.cat(seen[0], 1) if isinstance(seen[0], list) else seen[0]
+        self.stride = torch.tensor([s / x.shape[-2]])
+        initialize_weights(self)
 
 
 def _activation(name: str) -> nn.Module:

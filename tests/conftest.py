@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -38,6 +39,19 @@ def one_thread():
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> str:
+    """12 train and 6 val shapes images of 64x64, and a data YAML pointing at them (train and ablation tests)."""
+    from utils.shapes import NAMES, generate_shapes_dataset
+
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    generate_shapes_dataset(root, train=12, val=6, imgsz=64, seed=1)
+    f = root.parent / "tiny.yaml"
+    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
+                                 "names": dict(enumerate(NAMES))}))
+    return str(f)
 
 
 @pytest.fixture

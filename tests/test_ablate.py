@@ -4,28 +4,15 @@ import csv
 import math
 
 import pytest
-import yaml
 
 import train
 from benchmarks import ablate
 from models.experimental import torch_safe_load
 from utils.callbacks import Callbacks
 from utils.loggers import read_results_epochs
-from utils.shapes import NAMES, generate_shapes_dataset
 from utils.stats import paired_difference, summarize
 
 CFGS = ("yolov5n.yaml", "yolov5n-csppc.yaml")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> str:
-    """12 train and 6 val shapes images of 64x64, and a data YAML pointing at them."""
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    generate_shapes_dataset(root, train=12, val=6, imgsz=64, seed=1)
-    f = root.parent / "tiny.yaml"
-    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
-                                 "names": dict(enumerate(NAMES))}))
-    return str(f)
 
 
 def kill_after_first_epoch(data: str, run_dir) -> None:

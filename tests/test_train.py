@@ -27,21 +27,10 @@ from utils.general import (
     one_cycle,
 )
 from utils.loggers import RESULTS_KEYS, read_results_epochs, write_results_row
-from utils.shapes import NAMES, generate_shapes_dataset
+from utils.shapes import NAMES
 
 UPSTREAM = FIXTURES / "upstream_v7_yolov5n_nc3.pt"
 TIMEOUT = 300  # seconds; a subprocess still running after this is killed with its whole process group
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> str:
-    """12 train and 6 val shapes images of 64x64, and a data YAML pointing at them."""
-    root = tmp_path_factory.mktemp("data") / "tiny"
-    generate_shapes_dataset(root, train=12, val=6, imgsz=64, seed=1)
-    f = root.parent / "tiny.yaml"
-    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
-                                 "names": dict(enumerate(NAMES))}))
-    return str(f)
 
 
 def base_args(data: str, project: Path, **kw) -> dict:

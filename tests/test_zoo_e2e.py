@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from copy import deepcopy
 from pathlib import Path
 
@@ -223,8 +224,6 @@ def test_safe_loader_still_refuses_other_globals(tmp_path):
 @pytest.fixture
 def _restore_logger():
     """hubconf configures the project logger (set_logging); put it back so later tests' caplog still sees it."""
-    import logging
-
     logger = logging.getLogger("yolov5")
     state = logger.level, logger.propagate, list(logger.handlers)
     yield
@@ -249,3 +248,74 @@ def test_every_hub_config_has_an_entry_point():
     for cfg in ["yolov5n6", "yolov5s6", "yolov5m6", "yolov5l6", "yolov5x6"] + \
             [p.stem.replace("-", "_") for p in (ROOT / "models" / "hub").glob("*-csppc.yaml")]:
         assert callable(getattr(hubconf, cfg, None)), cfg
+
+
+# export: every block to every supported format; a block a format cannot take is named ----------------------------
+
+ALL_BLOCKS = {"nc": 3, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": [[10, 13, 16, 30, 33, 23]] * 3,
+              "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "MixConv2d", [32, [1, 3, 5], 2]],
+                           [-1, 1, "C3x", [32]], [-1, 1, "CrossConv", [64, 3, 2]], [-1, 1, "C3SPP", [64, [5, 9]]],
+                           [-1, 1, "Contract", [2]], [-1, 1, "Expand", [2]], [-1, 1, "DWConvTranspose2d", [64, 2, 2]],
+                           [-1, 1, "Conv", [64, 3, 2]], [-1, 1, "GhostBottleneck", [64, 3, 2]],
+                           [-1, 1, "GhostConv", [64, 3, 2]], [-1, 1, "C3Ghost", [64]], [-1, 1, "C3TR", [64]]],
+              "head": [[[8, 9, 12], 1, "Detect", ["nc", "anchors"]]]}
+
+
+@pytest.mark.parametrize("cfg", ["all-blocks", pytest.param("yolov5s-transformer.yaml", marks=pytest.mark.slow)])
+def test_every_block_exports_to_every_supported_format(cfg, tmp_path, caplog):
+    torch.manual_seed(0)
+    model = (DetectionModel(deepcopy(ALL_BLOCKS)) if cfg == "all-blocks" else build(cfg, (0.33, 0.25))).eval()
+    weights = save_v7_checkpoint(randomize_bn(model), tmp_path / "m.pt")
+    with caplog.at_level("WARNING", logger="yolov5"):
+        written = export.run(weights=str(weights), include=("torchscript", "onnx", "openvino"), imgsz=(64, 64))
+    assert [Path(w).name for w in written] == ["m.torchscript", "m.onnx", "m_openvino_model"]
+    # no failure, no output differing from PyTorch, and OpenCV DNN runs the ONNX file
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    im = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = attempt_load(str(weights))(im)[0]
+    for w in written:
+        y = DetectMultiBackend(w)(im)
+        y = y[0] if isinstance(y, (list, tuple)) else y
+        assert float((y - ref).abs().max()) < 1e-3 * float(ref.abs().max()), w
+
+
+def test_export_names_the_block_a_format_cannot_take(tmp_path, caplog):
+    model = build("yolov3-tiny.yaml", (1.0, 0.25)).eval()
+    pool = torch.nn.FractionalMaxPool2d(2, output_ratio=0.5)  # same output size as the 2x2 max-pool it replaces
+    pool.i, pool.f, pool.type = 1, -1, "torch.nn.FractionalMaxPool2d"
+    model.model[1] = pool
+    weights = save_v7_checkpoint(model, tmp_path / "frac.pt")
+    with caplog.at_level("INFO", logger="yolov5"):
+        written = export.run(weights=str(weights), include=("torchscript", "onnx", "openvino"), imgsz=(64, 64))
+    assert [Path(w).name for w in written] == ["frac.torchscript"]  # TorchScript takes it; the others go on failing
+    for fmt in ("ONNX", "OpenVINO"):
+        assert f"{fmt} export of {weights} failed: layer 1 (torch.nn.FractionalMaxPool2d): " in caplog.text
+        assert f"this block cannot be exported to {fmt}" in caplog.text
+    assert "fractional_max_pool2d" in caplog.text
+    with caplog.at_level("INFO", logger="yolov5"):
+        assert export.run(weights=str(weights), include=("onnx",), imgsz=(64, 64)) == []
+    assert "Nothing exported: ONNX failed" in caplog.text
+
+
+ZOO_CFGS = sorted(p.name for p in (ROOT / "models" / "hub").glob("*.yaml") if p.name != "anchors.yaml")
+QUICK_CFGS = {"yolov5n6.yaml", "yolov5s-ghost.yaml", "yolov5s-transformer.yaml", "yolov3-tiny.yaml",
+              "yolov5-p34.yaml", "yolov5n6-csppc.yaml"}  # the rest of the hub is marked slow
+
+
+@pytest.mark.parametrize("cfg", [c if c in QUICK_CFGS else pytest.param(c, marks=pytest.mark.slow) for c in ZOO_CFGS])
+def test_every_config_fuses_and_exports(cfg, tmp_path):
+    """Each hub config, at depth 0.33 / width 0.125 (same layers, fewer channels): fused = unfused, ONNX = PyTorch."""
+    model = build(cfg, (0.33, 0.125)).eval()
+    weights = save_v7_checkpoint(randomize_bn(model), tmp_path / "m.pt")
+    imgsz = max(64, int(model.stride.max()))
+    im = torch.rand(1, 3, imgsz, imgsz)
+    with torch.no_grad():
+        ref = model.half().float()(im)[0]  # the weights as the FP16 checkpoint holds them
+        fused = attempt_load(str(weights), fuse=True)
+        got = fused(im)[0]
+    assert float((got - ref).abs().max()) < 1e-3 * float(ref.abs().max())
+    onnx_file = export.run(weights=str(weights), include=("onnx",), imgsz=(imgsz, imgsz))[0]
+    y = DetectMultiBackend(onnx_file)(im)
+    y = y[0] if isinstance(y, (list, tuple)) else y
+    assert float((y - got).abs().max()) < 1e-3 * float(got.abs().max())

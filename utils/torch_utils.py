@@ -142,7 +142,7 @@ def get_flops(model: nn.Module, imgsz: int | list[int] = 640) -> float:
     """GFLOPs (2 x MACs, thop) of a model at imgsz, or 0.0 when thop is unavailable or fails.
 
     Convolutions cost the same per pixel at any size, so a stride-sized input is profiled and the count scaled; a model
-    with attention, whose cost grows with the square of the pixel count, is profiled at imgsz itself.
+    with attention or global pooling (classifiers), whose cost is not proportional to the area, is profiled at imgsz.
     """
     try:
         import thop
@@ -151,8 +151,11 @@ def get_flops(model: nn.Module, imgsz: int | list[int] = 640) -> float:
     p = next(model.parameters())
     stride = max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
     imgsz = imgsz if isinstance(imgsz, list) else [imgsz, imgsz]
-    attention = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
-    size = list(imgsz) if attention else [stride, stride]
+    # attention grows with the square of the pixel count, and global pooling makes what follows it (a classifier's
+    # Linear) cost the same at any size: neither scales with the image area, so such models are profiled at imgsz
+    exact = any(isinstance(m, (nn.MultiheadAttention, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
+                for m in model.modules())
+    size = list(imgsz) if exact else [stride, stride]
     im = torch.empty((1, p.shape[1] if p.dim() > 1 else 3, *size), device=p.device)
     try:
         with warnings_off():
