@@ -231,7 +231,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--line-thickness", default=3, type=int, help="box thickness at 640 px (scales with image)")
     add("--hide-labels", default=False, action="store_true", help="draw boxes without class names")
     add("--hide-conf", default=False, action="store_true", help="draw class names without confidences")
-    add("--half", action="store_true", help="FP16 inference (CUDA only)")
+    add("--half", action="store_true", help="FP16 inference on CUDA; bf16 on CPUs that have it")
     add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
     add("--vid-stride", type=int, default=1, help="read every Nth video frame")
     add("--cam", choices=["eigen", "gradcam"], help="also save a <name>_cam.jpg class-activation heatmap per image")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must find the root scripts, not this folder's
+    sys.path.insert(0, str(ROOT))
 
 import train as detect_train  # noqa: E402
 from models.yolo import SegmentationModel  # noqa: E402

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must find the root scripts, not this folder's
+    sys.path.insert(0, str(ROOT))
 
 import val as detect_val  # noqa: E402
 from models.common import DetectMultiBackend  # noqa: E402
@@ -28,6 +28,7 @@ from utils.callbacks import Callbacks  # noqa: E402
 from utils.general import (  # noqa: E402
     LOGGER,
     TQDM_BAR_FORMAT,
+    Profile,
     check_dataset,
     check_img_size,
     check_yaml,
@@ -41,10 +42,11 @@ from utils.general import (  # noqa: E402
     xyxy2xywh,
 )
 from utils.metrics import ConfusionMatrix, match_predictions  # noqa: E402
-from utils.plots import output_to_target, plot_images  # noqa: E402
+from utils.plots import output_to_target  # noqa: E402
 from utils.segment.dataloaders import create_dataloader  # noqa: E402
 from utils.segment.general import mask_iou, process_mask, process_mask_native, scale_image  # noqa: E402
 from utils.segment.metrics import Metrics, ap_per_class_box_and_mask  # noqa: E402
+from utils.segment.plots import plot_images_and_masks  # noqa: E402
 from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
 
 HEADER = ("Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)", "Mask(P", "R", "mAP50", "mAP50-95)")
@@ -162,7 +164,7 @@ def run(
         names = dict(enumerate(names))
     class_map = list(range(1000))
     s = ("%22s" + "%11s" * 10) % HEADER
-    dt = detect_val.Profile(device), detect_val.Profile(device), detect_val.Profile(device)
+    dt = Profile(device=device), Profile(device=device), Profile(device=device)
     metrics = Metrics()
     loss = torch.zeros(4, device=device)
     jdict, stats = [], []
@@ -240,9 +242,11 @@ def run(
                 save_one_json(predn, jdict, path, class_map, full)
 
         if plots and batch_i < 3:
-            plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
-            plot_images(im, output_to_target(preds, max_det=15), paths, save_dir / f"val_batch{batch_i}_pred.jpg",
-                        names)
+            plot_images_and_masks(im, targets, masks, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names,
+                                  overlap=overlap)
+            pred_masks = torch.cat(plot_masks, 0) if plot_masks else torch.zeros(0, *protos.shape[2:])
+            plot_images_and_masks(im, output_to_target(preds, max_det=15), pred_masks, paths,
+                                  save_dir / f"val_batch{batch_i}_pred.jpg", names)
 
     # Metrics
     if stats:
