@@ -516,13 +516,18 @@ DETECT = TrainTask(
 )
 
 
-def run(**kwargs) -> argparse.Namespace:
-    """Train from Python: run(data='shapes.yaml', cfg='yolov5n-csppc.yaml', imgsz=320, epochs=10)."""
-    opt = parse_opt(known=True, argv=[])
+def run_task(task: TrainTask, **kwargs) -> argparse.Namespace:
+    """Train task's model from Python with its default options, overridden by kwargs; returns the options."""
+    opt = task.parse_opt(known=True, argv=[])
     for k, v in kwargs.items():
         setattr(opt, k, v)
-    main(opt)
+    main(opt, task=task)
     return opt
+
+
+def run(**kwargs) -> argparse.Namespace:
+    """Train from Python: run(data='shapes.yaml', cfg='yolov5n-csppc.yaml', imgsz=320, epochs=10)."""
+    return run_task(DETECT, **kwargs)
 
 
 if __name__ == "__main__":

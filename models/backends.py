@@ -157,7 +157,7 @@ class DetectMultiBackend(nn.Module):
             y = self.model(im)
         elif self.onnx and self.dnn:
             self.net.setInput(im.cpu().numpy().astype(np.float32))
-            y = self.net.forward()
+            y = list(self.net.forward(self.net.getUnconnectedOutLayersNames()))  # every output (segmentation: 2)
         elif self.onnx:
             fixed = [d if isinstance(d, int) else None for d in self.input_shape]
             if any(f is not None and f != n for f, n in zip(fixed, im.shape)):

@@ -146,3 +146,24 @@ def test_val_on_int8_model(exported, tmp_path):
     # its own detections, less val's extra multi-label candidates on the same boxes
     assert maps["fp32"] > 0.7, maps
     assert maps["int8"] > maps["fp32"] - 0.1, maps
+
+
+@pytest.mark.slow
+def test_compare_int8_columns(exported, tmp_path):
+    """benchmarks/compare.py --int8: OpenVINO FP32/INT8 (and BF16 where the CPU has it) latency, ratios and mAP."""
+    from benchmarks import compare
+    from utils.torch_utils import cpu_bf16_supported
+
+    rows = compare.run(cfg=["yolov5n.yaml"], weights=[str(exported["weights"])], data=exported["data"],
+                       imgsz=64, val_imgsz=IMGSZ, runs=2, warmup=1, threads=1, memory=False, int8=True,
+                       int8_images=4, project=tmp_path, name="exp")
+    r = rows[0]
+    assert r["openvino_ms"] > 0 and r["openvino_int8_ms"] > 0 and r["openvino_ratio"] == 1.0
+    assert r["int8_vs_fp32"] == r["openvino_int8_ms"] / r["openvino_ms"]
+    assert 0.0 <= r["map50_95_int8"] <= 1.0 and 0.0 <= r["map50_95_openvino"] <= 1.0
+    assert (r["openvino_bf16_ms"] is not None) == cpu_bf16_supported()
+    table = (tmp_path / "exp" / "compare.md").read_text()
+    assert "| OV FP32 ms |" in table and "INT8 / FP32" in table and "NNCF post-training quantization" in table
+    assert (tmp_path / "exp" / "exports" / "yolov5n_int8_openvino_model").is_dir()
+    with pytest.raises(ValueError, match="--int8 needs --data"):
+        compare.run(cfg=["yolov5n.yaml"], int8=True, project=tmp_path, name="bad")
