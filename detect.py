@@ -197,10 +197,13 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
 
 
 def finish(dt: list[float], seen: int, imgsz: list[int], save_dir: Path, save_txt: bool, save_img: bool,
-           update_weights=None) -> None:
-    """Log the per-image speed and where results went; with update_weights, strip their optimizer (--update)."""
+           update_weights=None, post: str = "NMS") -> None:
+    """Log the per-image speed and where results went; with update_weights, strip their optimizer (--update).
+
+    post names the third timed stage: NMS for detection, the softmax for classification ('post-process').
+    """
     t = tuple(x / max(seen, 1) * 1e3 for x in dt)
-    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image "
+    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms {post} per image "
                 f"at shape {(1, 3, *imgsz)}")
     if save_txt or save_img:
         n = len(list(save_dir.glob("labels/*.txt")))

@@ -18,24 +18,22 @@ from pathlib import Path
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import train` / `import detect` must find the root scripts, not ours
+    sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from detect import VideoSink  # noqa: E402
+import detect  # noqa: E402
 from models.backends import DetectMultiBackend  # noqa: E402
-from models.experimental import strip_optimizer  # noqa: E402
 from utils.classify_data import classify_transforms  # noqa: E402
 from utils.general import (  # noqa: E402
     LOGGER,
     Profile,
     check_img_size,
     check_imshow,
-    colorstr,
     increment_path,
     print_args,
     set_logging,
@@ -90,7 +88,7 @@ def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT
     loader = LoadStreams if webcam else LoadImages
     dataset = loader(source, img_size=imgsz, transforms=classify_transforms(imgsz[0]), vid_stride=vid_stride)
 
-    videos, seen, dt = VideoSink(), 0, (Profile(device=device), Profile(device=device), Profile(device=device))
+    videos, seen, dt = detect.VideoSink(), 0, (Profile(device=device), Profile(device=device), Profile(device=device))
     for path, im, im0s, vid_cap, s in dataset:
         with dt[0]:
             x = torch.as_tensor(im).to(device)
@@ -126,16 +124,15 @@ def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT
         LOGGER.info(f"{s}{dt[1].dt * 1e3:.1f}ms")
     videos.release()
 
-    t = tuple(x.t / max(seen, 1) * 1e3 for x in dt)
-    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms post-process per image at "
-                f"shape {(1, 3, *imgsz)}")
-    if save_txt or save_img:
-        n = len(list(save_dir.glob("labels/*.txt")))
-        extra = f"\n{n} label{'s' * (n != 1)} saved to {save_dir / 'labels'}" if save_txt else ""
-        LOGGER.info(f"Results saved to {colorstr('bold', str(save_dir))}{extra}")
-    if update and str(weights).endswith(".pt"):
-        strip_optimizer(weights)
+    detect.finish([x.t for x in dt], seen, imgsz, save_dir, save_txt, save_img, weights if update else None,
+                  post="post-process")
     return save_dir
+
+
+def main(opt: argparse.Namespace) -> Path:
+    """Echo the flags, then classify."""
+    print_args(vars(opt))
+    return run(**vars(opt))
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
@@ -160,16 +157,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--half", action="store_true", help="FP16 inference on CUDA")
     add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
     add("--vid-stride", type=int, default=1, help="read every Nth video frame")
-    opt = parser.parse_args(argv)
-    if isinstance(opt.weights, list) and len(opt.weights) == 1:
-        opt.weights = opt.weights[0]
-    return opt
-
-
-def main(opt: argparse.Namespace) -> Path:
-    """Echo the flags, then classify."""
-    print_args(vars(opt))
-    return run(**vars(opt))
+    return detect.parse_opt(argv, parser)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from pathlib import Path
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import train` / `import detect` must find the root scripts, not ours
+    sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -29,18 +29,9 @@ import train as detect_train  # noqa: E402
 from classify import val as validate  # noqa: E402
 from models.experimental import attempt_load, strip_optimizer, torch_safe_load  # noqa: E402
 from models.yolo import ClassificationModel, DetectionModel  # noqa: E402
+from utils import engine, torch_utils  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.classify_data import check_cls_dataset, create_classification_dataloader  # noqa: E402
-from utils.engine import (  # noqa: E402
-    broadcast_stop,
-    build_scheduler,
-    grad_scaler,
-    optimizer_step,
-    prepare_run_dir,
-    save_checkpoints,
-    setup_ddp,
-    teardown_ddp,
-)
 from utils.general import (  # noqa: E402
     LOCAL_RANK,
     LOGGER,
@@ -55,17 +46,6 @@ from utils.general import (  # noqa: E402
     yaml_load,
 )
 from utils.loggers import Loggers  # noqa: E402
-from utils.torch_utils import (  # noqa: E402
-    ModelEMA,
-    check_amp,
-    de_parallel,
-    init_seeds,
-    select_device,
-    smart_DDP,
-    smart_optimizer,
-    smart_resume,
-    torch_distributed_zero_first,
-)
 
 RESULTS_KEYS = ("train/loss", "val/loss", "metrics/accuracy_top1", "metrics/accuracy_top5", "x/lr0", "x/lr1", "x/lr2")
 LRF = 0.01  # final LR as a fraction of lr0, as v7.0's classify/train.py
@@ -158,9 +138,9 @@ def train(opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -
     save_dir, epochs, bs = Path(opt.save_dir), opt.epochs, opt.batch_size // WORLD_SIZE
     w = save_dir / "weights"
     callbacks.run("on_pretrain_routine_start")
-    prepare_run_dir(save_dir, opt, None)
-    init_seeds(opt.seed + 1 + RANK, deterministic=True)
-    with torch_distributed_zero_first(LOCAL_RANK):
+    engine.prepare_run_dir(save_dir, opt, None)
+    torch_utils.init_seeds(opt.seed + 1 + RANK, deterministic=True)
+    with torch_utils.torch_distributed_zero_first(LOCAL_RANK):
         data = check_cls_dataset(opt.data)
     nc, names = data["nc"], data["names"]
     train_loader, _ = create_classification_dataloader(
@@ -174,26 +154,26 @@ def train(opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -
         loggers.keys = RESULTS_KEYS
         loggers.register(callbacks)
 
-    with torch_distributed_zero_first(LOCAL_RANK):
+    with torch_utils.torch_distributed_zero_first(LOCAL_RANK):
         model = build_model(opt.model, nc, opt.cutoff, opt.pretrained, opt.dropout).to(device)
     model.names, model.nc = names, nc
     if isinstance(model, ClassificationModel):
         model.info(img_size=opt.imgsz)
-    amp = check_amp(model)
-    optimizer = smart_optimizer(model, opt.optimizer, opt.lr0, momentum=0.9, decay=opt.decay)
-    scheduler, _ = build_scheduler(optimizer, epochs, LRF, opt.cos_lr)
-    ema = ModelEMA(model) if RANK in {-1, 0} else None
+    amp = torch_utils.check_amp(model)
+    optimizer = torch_utils.smart_optimizer(model, opt.optimizer, opt.lr0, momentum=0.9, decay=opt.decay)
+    scheduler, _ = engine.build_scheduler(optimizer, epochs, LRF, opt.cos_lr)
+    ema = torch_utils.ModelEMA(model) if RANK in {-1, 0} else None
     best_fitness, start_epoch = 0.0, 0
     if opt.resume:  # build_model loaded the EMA; training continues from the raw weights, as detection's does
         ckpt = torch_safe_load(opt.model)
-        de_parallel(model).load_state_dict(ckpt["model"].float().state_dict())
-        best_fitness, start_epoch, epochs = smart_resume(ckpt, optimizer, ema, opt.model, epochs, True)
+        torch_utils.de_parallel(model).load_state_dict(ckpt["model"].float().state_dict())
+        best_fitness, start_epoch, epochs = torch_utils.smart_resume(ckpt, optimizer, ema, opt.model, epochs, True)
         del ckpt
     scheduler.last_epoch = start_epoch - 1
     if RANK != -1:
-        model = smart_DDP(model)
+        model = torch_utils.smart_DDP(model)
     criterion = nn.CrossEntropyLoss(label_smoothing=opt.label_smoothing)
-    scaler = grad_scaler(amp)
+    scaler = engine.grad_scaler(amp)
 
     t0, results = time.time(), (0.0, 0.0, 0.0)
     callbacks.run("on_train_start")
@@ -217,7 +197,7 @@ def train(opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -
             with torch.autocast(device_type=device.type, enabled=amp):
                 loss = criterion(model(images), labels)
             scaler.scale(loss).backward()
-            optimizer_step(model, optimizer, scaler, ema)
+            engine.optimizer_step(model, optimizer, scaler, ema)
             if RANK in {-1, 0}:
                 tloss = (tloss * i + loss.item()) / (i + 1)
                 mem = f"{torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0:.3g}G"
@@ -233,9 +213,9 @@ def train(opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -
             callbacks.run("on_fit_epoch_end", [tloss, vloss, top1, top5, *lr], epoch, best_fitness, top1)
             final_epoch = epoch + 1 == epochs
             if not opt.nosave or final_epoch:
-                last = save_checkpoints(w, epoch, best_fitness, top1, model, ema, optimizer, opt)
+                last = engine.save_checkpoints(w, epoch, best_fitness, top1, model, ema, optimizer, opt)
                 callbacks.run("on_model_save", last, epoch, final_epoch, best_fitness, top1)
-        if broadcast_stop(False):
+        if engine.broadcast_stop(False):
             break
 
     if RANK in {-1, 0}:
@@ -299,11 +279,11 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> tuple[f
         opt.model = opt.weights
     else:
         opt.save_dir = str(increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok))
-    device = setup_ddp(select_device(opt.device, batch_size=opt.batch_size), opt.batch_size)
+    device = engine.setup_ddp(torch_utils.select_device(opt.device, batch_size=opt.batch_size), opt.batch_size)
     try:
         return train(opt, device, callbacks or Callbacks())
     finally:
-        teardown_ddp()
+        engine.teardown_ddp()
 
 
 def run(**kwargs) -> argparse.Namespace:

@@ -2,12 +2,7 @@
 
 Usage:
     python classify/val.py --weights runs/train-cls/exp/weights/best.pt --data shapes-cls --img 64
-
-Usage - formats:
-    python classify/val.py --weights best.pt                 # PyTorch
-                                     best.torchscript        # TorchScript
-                                     best.onnx               # ONNX Runtime or OpenCV DNN with --dnn
-                                     best_openvino_model     # OpenVINO
+    python classify/val.py --weights best.onnx --data path/to/imagefolder   # .torchscript, _openvino_model/ alike
 """
 
 from __future__ import annotations
@@ -18,8 +13,8 @@ from pathlib import Path
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import train` / `import detect` must find the root scripts, not ours
+    sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -114,6 +109,12 @@ def run(data: str | Path = "shapes-cls", weights: str | Path | None = None, batc
     return top1, top5, loss
 
 
+def main(opt: argparse.Namespace) -> tuple[float, float, float]:
+    """Echo the flags, then validate."""
+    print_args(vars(opt))
+    return run(**vars(opt))
+
+
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """YOLOv5 v7.0's classify/val.py options."""
     parser = argparse.ArgumentParser(description="Validate a YOLOv5 classifier")
@@ -135,12 +136,6 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     if isinstance(opt.weights, list) and len(opt.weights) == 1:
         opt.weights = opt.weights[0]
     return opt
-
-
-def main(opt: argparse.Namespace) -> tuple[float, float, float]:
-    """Echo the flags, then validate."""
-    print_args(vars(opt))
-    return run(**vars(opt))
 
 
 if __name__ == "__main__":
