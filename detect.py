@@ -72,6 +72,19 @@ def write_labels(txt_file: Path, det: torch.Tensor, shape: tuple[int, ...], save
             f.write(("%g " * len(line)).rstrip() % line + "\n")
 
 
+def draw_detections(annotator: Annotator, det: torch.Tensor, names: dict, draw: bool, hide_labels: bool = False,
+                    hide_conf: bool = False, crop_dir: Path | None = None, imc: np.ndarray | None = None,
+                    stem: str = "") -> None:
+    """Box and label of each detection, the least confident first (the best on top); crops into crop_dir/<class>/."""
+    for *xyxy, conf, cls in reversed(det[:, :6].tolist()):
+        c = int(cls)
+        if draw:
+            label = None if hide_labels else (names[c] if hide_conf else f"{names[c]} {conf:.2f}")
+            annotator.box_label(xyxy, label or "", color=colors(c, True))
+        if crop_dir is not None:
+            save_one_box(xyxy, imc, file=crop_dir / names[c] / f"{stem}.jpg", BGR=True)
+
+
 class VideoSink:
     """The annotated-video writer of each output path, opened at the source's fps and frame size."""
 
@@ -163,13 +176,8 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
                 s += describe(det, names)
                 if save_txt:
                     write_labels(txt_file, det, im0.shape, save_conf)
-                for *xyxy, conf, cls in reversed(det.tolist()):
-                    c = int(cls)
-                    if save_img or save_crop or view_img:
-                        label = None if hide_labels else (names[c] if hide_conf else f"{names[c]} {conf:.2f}")
-                        annotator.box_label(xyxy, label or "", color=colors(c, True))
-                    if save_crop:
-                        save_one_box(xyxy, imc, file=save_dir / "crops" / names[c] / f"{p.stem}.jpg", BGR=True)
+                draw_detections(annotator, det, names, save_img or save_crop or view_img, hide_labels, hide_conf,
+                                save_dir / "crops" if save_crop else None, imc, p.stem)
             im0 = annotator.result()
             if view_img:
                 cv2.imshow(str(p), im0)
@@ -184,26 +192,34 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
                     videos.write(save_path if not webcam else save_dir / f"{p.stem}_{i}", im0, vid_cap)
         LOGGER.info(f"{s}{'' if len(det) else '(no detections), '}{(t3 - t2) * 1e3:.1f}ms")
     videos.release()
+    finish(dt, seen, imgsz, save_dir, save_txt, save_img, weights if update else None)
+    return save_dir
 
+
+def finish(dt: list[float], seen: int, imgsz: list[int], save_dir: Path, save_txt: bool, save_img: bool,
+           update_weights=None, post: str = "NMS") -> None:
+    """Log the per-image speed and where results went; with update_weights, strip their optimizer (--update).
+
+    post names the third timed stage: NMS for detection, the softmax for classification ('post-process').
+    """
     t = tuple(x / max(seen, 1) * 1e3 for x in dt)
-    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image "
+    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms {post} per image "
                 f"at shape {(1, 3, *imgsz)}")
     if save_txt or save_img:
         n = len(list(save_dir.glob("labels/*.txt")))
         extra = f"\n{n} label{'s' * (n != 1)} saved to {save_dir / 'labels'}" if save_txt else ""
         LOGGER.info(f"Results saved to {colorstr('bold', str(save_dir))}{extra}")
-    if update:  # v7.0's --update: rewrite the weights without their optimizer state, FP16 EMA as the model
-        for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+    if update_weights is not None:  # v7.0's --update: rewrite the weights without their optimizer, FP16 EMA as model
+        for w in update_weights if isinstance(update_weights, (list, tuple)) else [update_weights]:
             if Path(w).suffix == ".pt":
                 strip_optimizer(w)
             else:
                 LOGGER.warning(f"WARNING --update only applies to .pt checkpoints; {w} left unchanged")
-    return save_dir
 
 
-def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags as YOLOv5 v7.0's detect.py names them."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser(description: str = __doc__.split("\n")[0]) -> argparse.ArgumentParser:
+    """Command-line flags as YOLOv5 v7.0's detect.py names them; segment/predict.py adds to them."""
+    parser = argparse.ArgumentParser(description=description)
     add = parser.add_argument
     add("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt",
         help="model file(s): .pt, .torchscript, .onnx or an _openvino_model folder")
@@ -236,7 +252,12 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--vid-stride", type=int, default=1, help="read every Nth video frame")
     add("--cam", choices=["eigen", "gradcam"], help="also save a <name>_cam.jpg class-activation heatmap per image")
     add("--cam-layer", type=int, help="layer index whose activations --cam maps (default: the last before Detect)")
-    opt = parser.parse_args(argv)
+    return parser
+
+
+def parse_opt(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse detect.py's flags (or those of parser); a single --weights becomes a plain string."""
+    opt = (parser or build_parser()).parse_args(argv)
     if isinstance(opt.weights, list) and len(opt.weights) == 1:
         opt.weights = opt.weights[0]
     return opt

@@ -31,7 +31,7 @@ import torch
 
 from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
-from models.yolo import Detect
+from models.yolo import ClassificationModel, Detect
 from utils.augmentations import letterbox
 from utils.export_formats import FORMATS, SUPPORTED, export_path, format_of
 from utils.general import (
@@ -305,6 +305,9 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         raise ValueError("--optimize (mobile TorchScript) needs --device cpu")
 
     model = attempt_load(str(file), device=device, inplace=True, fuse=True)
+    if int8 and isinstance(model, ClassificationModel):
+        raise ValueError(f"{file}: --int8 calibrates on letterboxed detection images; classifiers (ImageNet-normalised "
+                         f"centre crops) are exported in FP32 only")
     if data:  # names from a dataset YAML replace the checkpoint's
         names = yaml_load(check_yaml(data))["names"]
         model.names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
@@ -325,7 +328,8 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         im, model = im.half(), model.half()
         with torch.no_grad():
             y = model(im)
-    outputs = tuple(y)  # (predictions,), or for segmentation (predictions, mask prototypes)
+    # (predictions,), for segmentation (predictions, mask prototypes), for a classifier its (batch, nc) logits tensor
+    outputs = tuple(y) if isinstance(y, (list, tuple)) else (y,)
     y = outputs[0]
     metadata = {"stride": gs, "names": model.names}
     LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {file} with output shape {tuple(y.shape)} "
@@ -379,6 +383,8 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         return []
 
     scripts = ("segment/predict.py", "segment/val.py") if len(outputs) > 1 else ("detect.py", "val.py")
+    if isinstance(model, ClassificationModel):
+        scripts = ("classify/predict.py", "classify/val.py")
     LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s), checked on {image_name} at shape {tuple(im.shape)}\n"
                 f"{'Format':<12} {'File':<60} {'Size':>11} {'Time':>9}   vs PyTorch\n" + "\n".join(rows) +
                 f"\nResults saved to {colorstr('bold', str(file.parent.resolve()))}"

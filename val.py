@@ -348,8 +348,8 @@ def study(opt: argparse.Namespace, sizes: tuple[int, ...] = STUDY_SIZES) -> Path
     return f
 
 
-def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options, as YOLOv5 v7.0 val.py."""
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options, as YOLOv5 v7.0 val.py; segment/val.py adds to them."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=str, default=ROOT / "data/shapes.yaml", help="dataset YAML to score on")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model file(s) to score")
@@ -373,7 +373,12 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exist-ok", action="store_true", help="reuse --project/--name, no new number")
     parser.add_argument("--half", action="store_true", help="FP16 inference on CUDA; bf16 on CPUs that have it")
     parser.add_argument("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
-    opt = parser.parse_args(argv)
+    return parser
+
+
+def parse_opt(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse val.py's options (or those of parser), resolving the data YAML and the options that imply others."""
+    opt = (parser or build_parser()).parse_args(argv)
     opt.data = check_yaml(opt.data)
     opt.save_json |= opt.data.endswith("coco.yaml")
     opt.save_txt |= opt.save_hybrid

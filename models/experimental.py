@@ -7,6 +7,7 @@ import os
 import pathlib
 import pickle
 import re
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -33,6 +34,24 @@ def _torch_nn_modules() -> list[type]:
     out = [c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, nn.Module)]
     # nn.MultiheadAttention's out_proj is this Linear subclass, which torch.nn does not export by name
     return out + [nn.modules.linear.NonDynamicallyQuantizableLinear]
+
+
+def _torchvision_modules() -> list[type]:
+    """torchvision's model and ops module classes, for classifiers trained with classify/train.py --model resnet18.
+
+    Like torch.nn's, their pickled state is data: unpickling restores attributes without running their code.
+    """
+    try:
+        import torchvision.models  # noqa: F401  (imports every model family's module)
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        return []
+    out = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith(("torchvision.models", "torchvision.ops")) and module is not None:
+            out += [c for c in vars(module).values()
+                    if isinstance(c, type) and issubclass(c, nn.Module) and c.__module__ == name]
+    return out
 
 
 def _numpy_globals() -> list:
@@ -76,7 +95,7 @@ def safe_globals() -> list:
         (pathlib.PureWindowsPath, "pathlib.WindowsPath"),  # a Windows path read as data on any system
         set, frozenset, slice, range, complex,
     ]
-    return project + _torch_nn_modules() + metadata + _numpy_globals()
+    return project + _torch_nn_modules() + _torchvision_modules() + metadata + _numpy_globals()
 
 
 # a legacy (pre-zip) torch file starts with a pickle of this magic number: PROTO n, LONG1 10 bytes

@@ -27,14 +27,13 @@ from utils.general import (  # noqa: E402
     LOGGER,
     check_img_size,
     check_imshow,
-    colorstr,
     increment_path,
     non_max_suppression,
     print_args,
     scale_boxes,
     set_logging,
 )
-from utils.plots import Annotator, colors, save_one_box  # noqa: E402
+from utils.plots import Annotator, colors  # noqa: E402
 from utils.segment.general import masks2segments, process_mask, process_mask_native, scale_segments  # noqa: E402
 from utils.segment.plots import overlay_masks  # noqa: E402
 from utils.sources import LoadImages, LoadStreams, is_stream_source  # noqa: E402
@@ -78,7 +77,8 @@ def run(weights: str | Path = ROOT / "yolov5s-seg.pt", source: str | Path = ROOT
         classes: list[int] | None = None, agnostic_nms: bool = False, augment: bool = False,
         visualize: bool = False, project: str | Path = ROOT / "runs/predict-seg", name: str = "exp",
         exist_ok: bool = False, line_thickness: int = 3, hide_labels: bool = False, hide_conf: bool = False,
-        half: bool = False, dnn: bool = False, vid_stride: int = 1, retina_masks: bool = False) -> Path:
+        half: bool = False, dnn: bool = False, vid_stride: int = 1, retina_masks: bool = False, update: bool = False,
+        cam: str | None = None, cam_layer: int | None = None) -> Path:
     """Segment objects in source with the model in weights; returns the run folder."""
     source = str(source)
     save_img = not nosave
@@ -93,6 +93,8 @@ def run(weights: str | Path = ROOT / "yolov5s-seg.pt", source: str | Path = ROOT
     view_img = view_img and check_imshow(warn=True)
     if augment:
         raise ValueError("--augment (test-time augmentation) is not supported for segmentation models")
+    if cam:
+        LOGGER.warning("WARNING --cam heatmaps are made for detection models only; ignored by segment/predict.py")
     if visualize and not pt:
         LOGGER.warning(f"WARNING --visualize needs a PyTorch .pt model; ignored for {weights}")
         visualize = False
@@ -136,13 +138,8 @@ def run(weights: str | Path = ROOT / "yolov5s-seg.pt", source: str | Path = ROOT
                     mask_colors = [colors(int(c), True) for c in det[:, 5]]
                     overlay_masks(im0, masks.cpu().numpy()[::-1], mask_colors[::-1])
             annotator = Annotator(im0, line_width=lw, example=str(names))
-            for *xyxy, conf, cls in reversed(det[:, :6].tolist()):
-                c = int(cls)
-                if save_img or save_crop or view_img:
-                    label = None if hide_labels else (names[c] if hide_conf else f"{names[c]} {conf:.2f}")
-                    annotator.box_label(xyxy, label or "", color=colors(c, True))
-                if save_crop:
-                    save_one_box(xyxy, imc, file=save_dir / "crops" / names[c] / f"{p.stem}.jpg", BGR=True)
+            detect.draw_detections(annotator, det, names, save_img or save_crop or view_img, hide_labels, hide_conf,
+                                   save_dir / "crops" if save_crop else None, imc, p.stem)
             im0 = annotator.result()
             if view_img:
                 cv2.imshow(str(p), im0)
@@ -154,54 +151,16 @@ def run(weights: str | Path = ROOT / "yolov5s-seg.pt", source: str | Path = ROOT
                     videos.write(save_path if not webcam else save_dir / f"{p.stem}_{i}", im0, vid_cap)
         LOGGER.info(f"{s}{'' if len(det) else '(no detections), '}{(t3 - t2) * 1e3:.1f}ms")
     videos.release()
-
-    t = tuple(v / max(seen, 1) * 1e3 for v in dt)
-    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image "
-                f"at shape {(1, 3, *imgsz)}")
-    if save_txt or save_img:
-        n = len(list(save_dir.glob("labels/*.txt")))
-        extra = f"\n{n} label{'s' * (n != 1)} saved to {save_dir / 'labels'}" if save_txt else ""
-        LOGGER.info(f"Results saved to {colorstr('bold', str(save_dir))}{extra}")
+    detect.finish(dt, seen, imgsz, save_dir, save_txt, save_img, weights if update else None)
     return save_dir
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    """detect.py's flags (YOLOv5 v7.0's segment/predict.py names), plus --retina-masks."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add = parser.add_argument
-    add("--weights", nargs="+", type=str, default=ROOT / "yolov5s-seg.pt",
-        help="segmentation model: .pt, .torchscript, .onnx or an _openvino_model folder")
-    add("--source", type=str, default=ROOT / "data/images",
-        help="image, video, folder, glob, .txt list or stream URL; 0 is the webcam")
-    add("--data", type=str, default=None, help="dataset YAML for class names the model does not carry (optional)")
-    add("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="input size: one side, or h w")
-    add("--conf-thres", type=float, default=0.25, help="lowest confidence a kept detection may have")
-    add("--iou-thres", type=float, default=0.45, help="overlap (IoU) above which NMS drops the weaker box")
-    add("--max-det", type=int, default=1000, help="keep at most this many detections per image")
-    add("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
-    add("--view-img", action="store_true", help="show each annotated frame in a window")
-    add("--save-txt", action="store_true", help="write each instance's outline as a polygon label line")
-    add("--save-conf", action="store_true", help="add the confidence to each --save-txt line")
-    add("--save-crop", action="store_true", help="save each detected box as an image under crops/<class>/")
-    add("--nosave", action="store_true", help="write no annotated images or videos")
-    add("--classes", nargs="+", type=int, help="keep only these class indices, e.g. --classes 0 2")
-    add("--agnostic-nms", action="store_true", help="suppress overlaps across classes, not within each class")
-    add("--augment", action="store_true", help="test-time augmentation (not available for segmentation)")
-    add("--visualize", action="store_true", help="save the feature maps of every layer")
-    add("--project", default=ROOT / "runs/predict-seg", help="folder that holds the run folders")
-    add("--name", default="exp", help="run folder name under --project, numbered when taken")
-    add("--exist-ok", action="store_true", help="reuse --project/--name instead of numbering a new folder")
-    add("--line-thickness", default=3, type=int, help="box thickness at 640 px (scales with image)")
-    add("--hide-labels", default=False, action="store_true", help="draw boxes without class names")
-    add("--hide-conf", default=False, action="store_true", help="draw class names without confidences")
-    add("--half", action="store_true", help="FP16 inference (CUDA only)")
-    add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
-    add("--vid-stride", type=int, default=1, help="read every Nth video frame")
-    add("--retina-masks", action="store_true", help="compute masks at the original image resolution")
-    opt = parser.parse_args(argv)
-    if isinstance(opt.weights, list) and len(opt.weights) == 1:
-        opt.weights = opt.weights[0]
-    return opt
+    """detect.py's flags with a segmentation model and run folder by default, plus --retina-masks."""
+    parser = detect.build_parser(__doc__.split("\n")[0])
+    parser.set_defaults(weights=ROOT / "yolov5s-seg.pt", project=ROOT / "runs/predict-seg")
+    parser.add_argument("--retina-masks", action="store_true", help="compute masks at the original image resolution")
+    return detect.parse_opt(argv, parser)
 
 
 def main(opt: argparse.Namespace) -> Path:

@@ -66,11 +66,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> None:
 
 def run(**kwargs) -> argparse.Namespace:
     """Train from Python: run(data='shapes-seg.yaml', cfg='yolov5n-seg-csppc.yaml', imgsz=320, epochs=10)."""
-    opt = parse_opt(known=True, argv=[])
-    for k, v in kwargs.items():
-        setattr(opt, k, v)
-    main(opt)
-    return opt
+    return detect_train.run_task(SEGMENT, **kwargs)
 
 
 if __name__ == "__main__":
