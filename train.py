@@ -299,7 +299,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
                 mem = f"{torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0:.3g}G"
                 pbar.set_description(("%11s" * 2 + "%11.4g" * (len(mloss) + 2)) % (
                     f"{epoch}/{epochs - 1}", mem, *mloss, targets.shape[0], imgs.shape[-1]))
-                callbacks.run("on_train_batch_end", model, ni, imgs, targets, paths, list(mloss))
+                callbacks.run("on_train_batch_end", model, ni, imgs, targets, paths, list(mloss), *extra)
                 if callbacks.stop_training:
                     return results
 

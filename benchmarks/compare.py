@@ -334,7 +334,7 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
     cuda = dev.type == "cuda"
     mem = ("" if not memory else "; peak memory is the CUDA allocator peak of PyTorch" if cuda else
            "; peak memory is the resident memory a fresh process gains at its peak while loading and running the model")
-    val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data else ""
+    val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data and weights else ""
     settings = (f"{'CUDA' if cuda else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
                 f"{', '.join(map(str, batch_size))}; latency is the median of {runs} runs after {warmup} warm-up runs "
                 f"of one forward pass, models interleaved; ratios are to {rows[0]['model']} in the same run{mem}{val}")

@@ -116,3 +116,29 @@ def test_onnx_export_has_prototypes_and_validates_like_pytorch(seg_run, seg_data
     r_pt = val.run(weights=str(best), name="pt", **kw)[0]
     r_onnx = val.run(weights=f, name="onnx", **kw)[0]
     assert np.allclose(r_pt[:8], r_onnx[:8], atol=2e-3)
+
+
+
+def test_train_batch_mosaics_tint_the_masks(tmp_path):
+    """Loggers draws train_batch*.jpg with masks when the batch has them; pixels inside a mask change colour."""
+    import argparse
+
+    import cv2
+
+    from utils.loggers import Loggers
+
+    imgs = torch.full((2, 3, 64, 64), 0.5)
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.5, 0.5], [1, 2, 0.25, 0.25, 0.25, 0.25]])
+    overlap = torch.zeros(2, 64, 64)
+    overlap[0, 20:44, 20:44] = 1
+    overlap[1, 10:20, 10:20] = 1
+    plain = Loggers(tmp_path / "a", argparse.Namespace(noplots=False), include=())
+    masked = Loggers(tmp_path / "b", argparse.Namespace(noplots=False, no_overlap=False), include=())
+    for lg in (plain, masked):
+        lg.save_dir.mkdir()
+    plain.on_train_batch_end(None, 0, imgs, targets, ["a.jpg", "b.jpg"], [])
+    masked.on_train_batch_end(None, 0, imgs, targets, ["a.jpg", "b.jpg"], [], overlap)
+    a, b = (cv2.imread(str(d / "train_batch0.jpg")).astype(int) for d in (plain.save_dir, masked.save_dir))
+    assert a.shape == b.shape
+    assert np.abs(a[28:36, 28:36] - b[28:36, 28:36]).max() > 30  # inside the first image's mask: tinted
+    assert np.abs(a[50:60, 2:8] - b[50:60, 2:8]).max() < 10  # outside every mask: the same
