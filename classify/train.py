@@ -40,6 +40,7 @@ from utils.general import (  # noqa: E402
     WORLD_SIZE,
     check_yaml,
     colorstr,
+    get_latest_run,
     increment_path,
     print_args,
     set_logging,
@@ -273,6 +274,10 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> tuple[f
         print_args(vars(opt))
     check_model_name(opt.model)
     if opt.resume:
+        if opt.resume is True:  # the latest interrupted classification run, not a detection one elsewhere in runs/
+            opt.resume = get_latest_run(opt.project)
+            if not opt.resume:
+                raise FileNotFoundError(f"--resume: no last.pt found under {opt.project}; pass a path")
         opt = detect_train.resume_options(opt, parse_opt)  # the run's own opt.yaml, pointed at its last.pt
         opt.model = opt.weights
     else:
