@@ -85,6 +85,13 @@ def draw_detections(annotator: Annotator, det: torch.Tensor, names: dict, draw: 
             save_one_box(xyxy, imc, file=crop_dir / names[c] / f"{stem}.jpg", BGR=True)
 
 
+def source_item(dataset, path, im0s, i: int, webcam: bool) -> tuple[Path, np.ndarray, int, str]:
+    """Image i of a batch from LoadImages or LoadStreams: (path, a copy of the original image, frame, log prefix)."""
+    if webcam:  # a stream batch holds one frame per stream
+        return Path(path[i]), im0s[i].copy(), dataset.count, f"{i}: "
+    return Path(path), im0s.copy(), getattr(dataset, "frame", 0), ""
+
+
 class VideoSink:
     """The annotated-video writer of each output path, opened at the source's fps and frame size."""
 
@@ -160,11 +167,8 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
 
         for i, det in enumerate(pred):  # per image
             seen += 1
-            if webcam:
-                p, im0, frame = Path(path[i]), im0s[i].copy(), dataset.count
-                s += f"{i}: "
-            else:
-                p, im0, frame = Path(path), im0s.copy(), getattr(dataset, "frame", 0)
+            p, im0, frame, tag = source_item(dataset, path, im0s, i, webcam)
+            s += tag
             save_path = save_dir / p.name
             txt_file = save_dir / "labels" / (p.stem + ("" if dataset.mode == "image" else f"_{frame}") + ".txt")
             s += f"{x.shape[2]}x{x.shape[3]} "

@@ -13,6 +13,7 @@ Usage - formats:
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from utils.general import (  # noqa: E402
     Profile,
     check_img_size,
     check_imshow,
+    inactive_options,
     increment_path,
     print_args,
     set_logging,
@@ -71,8 +73,16 @@ def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT
         data: str | Path | None = None, imgsz: tuple[int, int] = (224, 224), device: str = "", view_img: bool = False,
         save_txt: bool = False, nosave: bool = False, augment: bool = False, visualize: bool = False,
         update: bool = False, project: str | Path = ROOT / "runs/predict-cls", name: str = "exp",
-        exist_ok: bool = False, half: bool = False, dnn: bool = False, vid_stride: int = 1) -> Path:
-    """Classify every image or frame of source; returns the run folder."""
+        exist_ok: bool = False, half: bool = False, dnn: bool = False, vid_stride: int = 1, **detection) -> Path:
+    """Classify every image or frame of source; returns the run folder.
+
+    detection takes detect.py's box options (the parser is shared): accepted, reported when set, otherwise unused.
+    """
+    unused = inactive_options(detection, detection_only_options(), "a classifier has no boxes")
+    if unused:
+        LOGGER.warning(unused)
+    if augment or visualize:
+        LOGGER.warning("WARNING --augment and --visualize have no classification form; ignored")
     source, save_img = str(source), not nosave
     webcam = is_stream_source(source)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
@@ -83,8 +93,6 @@ def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT
     names = model.names
     imgsz = check_img_size(list(imgsz) * (2 if len(imgsz) == 1 else 1), s=model.stride)
     view_img = view_img and check_imshow(warn=True)
-    if augment or visualize:
-        LOGGER.warning("WARNING --augment and --visualize have no classification form; ignored")
     loader = LoadStreams if webcam else LoadImages
     dataset = loader(source, img_size=imgsz, transforms=classify_transforms(imgsz[0]), vid_stride=vid_stride)
 
@@ -100,11 +108,8 @@ def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT
             prob = F.softmax(logits.float(), dim=1)
         for i, p in enumerate(prob):
             seen += 1
-            if webcam:
-                f, im0, frame = Path(path[i]), im0s[i].copy(), dataset.count
-                s += f"{i}: "
-            else:
-                f, im0, frame = Path(path), im0s.copy(), getattr(dataset, "frame", 0)
+            f, im0, frame, tag = detect.source_item(dataset, path, im0s, i, webcam)
+            s += tag
             best = top5(p)
             lines = [f"{p[j]:.2f} {names[j]}" for j in best]  # v7.0's label and --save-txt lines
             s += f"{x.shape[2]}x{x.shape[3]} " + ", ".join(f"{names[j]} {p[j]:.2f}" for j in best) + ", "
@@ -135,28 +140,17 @@ def main(opt: argparse.Namespace) -> Path:
     return run(**vars(opt))
 
 
+def detection_only_options() -> dict[str, tuple[str, object, str]]:
+    """detect.py's options that run() has no parameter for, as {dest: (flag, default, 'detection')}."""
+    params = inspect.signature(run).parameters
+    return {a.dest: (a.option_strings[0], a.default, "detection") for a in detect.build_parser()._actions
+            if a.option_strings and a.dest not in params and a.dest != "help"}
+
+
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    """YOLOv5 v7.0's classify/predict.py options."""
-    parser = argparse.ArgumentParser(description="Classify images with a YOLOv5 classifier")
-    add = parser.add_argument
-    add("--weights", nargs="+", type=str, default=ROOT / "yolov5s-cls.pt",
-        help="model file: .pt, .torchscript, .onnx or an _openvino_model folder")
-    add("--source", type=str, default=ROOT / "data/images", help="image, video, folder, glob, .txt list or stream")
-    add("--data", type=str, default=None, help="dataset YAML for class names the model does not carry (optional)")
-    add("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[224], help="inference size: one side, or h w")
-    add("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
-    add("--view-img", action="store_true", help="show each labelled image in a window")
-    add("--save-txt", action="store_true", help="write the top-5 'probability class' lines under labels/")
-    add("--nosave", action="store_true", help="write no labelled images or videos")
-    add("--augment", action="store_true", help="accepted for v7.0 command lines; classification has none")
-    add("--visualize", action="store_true", help="accepted for v7.0 command lines; classification has none")
-    add("--update", action="store_true", help="afterwards, drop the optimizer state from the .pt weights file")
-    add("--project", default=ROOT / "runs/predict-cls", help="folder that holds the run folders")
-    add("--name", default="exp", help="run folder name under --project, numbered when taken")
-    add("--exist-ok", action="store_true", help="reuse --project/--name instead of numbering a new folder")
-    add("--half", action="store_true", help="FP16 inference on CUDA")
-    add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
-    add("--vid-stride", type=int, default=1, help="read every Nth video frame")
+    """detect.py's flags (one parser for every predictor) with a classifier's defaults: 224 px, runs/predict-cls."""
+    parser = detect.build_parser("Classify images with a YOLOv5 classifier")
+    parser.set_defaults(weights=ROOT / "yolov5s-cls.pt", imgsz=[224], project=ROOT / "runs/predict-cls")
     return detect.parse_opt(argv, parser)
 
 

@@ -40,6 +40,7 @@ from utils.general import (  # noqa: E402
     WORLD_SIZE,
     check_yaml,
     colorstr,
+    get_latest_run,
     increment_path,
     print_args,
     set_logging,
@@ -177,15 +178,13 @@ def train(opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -
 
     t0, results = time.time(), (0.0, 0.0, 0.0)
     callbacks.run("on_train_start")
-    LOGGER.info(f"Image sizes {opt.imgsz} train, {opt.imgsz} test\n"
-                f"Using {train_loader.num_workers * WORLD_SIZE} dataloader workers\n"
-                f"Logging results to {colorstr('bold', save_dir)}\n"
-                f"Starting {opt.model} training on {opt.data} dataset with {nc} classes for {epochs} epochs...\n\n"
+    workers = train_loader.num_workers * WORLD_SIZE
+    LOGGER.info(f"Starting {opt.model} training on {opt.data} ({nc} classes) for {epochs} epochs at {opt.imgsz} px, "
+                f"{workers} dataloader workers; logging results to {colorstr('bold', save_dir)}\n\n"
                 f"{'Epoch':>10}{'GPU_mem':>10}{'train_loss':>12}{'val_loss':>12}{'top1_acc':>12}{'top5_acc':>12}")
-    epoch = start_epoch
     for epoch in range(start_epoch, epochs):
-        callbacks.run("on_train_epoch_start")
         model.train()
+        callbacks.run("on_train_epoch_start")
         tloss = 0.0
         if RANK != -1:
             train_loader.sampler.set_epoch(epoch)
@@ -232,7 +231,7 @@ def train(opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -
                         f"Validate:  python classify/val.py --weights {best} --data {opt.data} --img {opt.imgsz}\n"
                         f"Predict:   python classify/predict.py --weights {best} --source im.jpg --img {opt.imgsz}\n"
                         f"Export:    python export.py --weights {best} --include onnx --img {opt.imgsz}")
-        callbacks.run("on_train_end", last, best, epoch, results)
+        callbacks.run("on_train_end", last, best, epochs - 1, results)
     return results
 
 
@@ -275,6 +274,10 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None) -> tuple[f
         print_args(vars(opt))
     check_model_name(opt.model)
     if opt.resume:
+        if opt.resume is True:  # the latest interrupted classification run, not a detection one elsewhere in runs/
+            opt.resume = get_latest_run(opt.project)
+            if not opt.resume:
+                raise FileNotFoundError(f"--resume: no last.pt found under {opt.project}; pass a path")
         opt = detect_train.resume_options(opt, parse_opt)  # the run's own opt.yaml, pointed at its last.pt
         opt.model = opt.weights
     else:

@@ -61,9 +61,10 @@ def test_val_and_predict_run_onnx_like_pt(checkpoint, tmp_path, caplog):
     assert r_pt[:2] == pytest.approx(r_onnx[:2], abs=1e-6)
     with caplog.at_level(logging.INFO, logger="yolov5"):
         out = cls_predict.run(weights=onnx_file, source=data / "val" / "cross", imgsz=(64,), save_txt=True,
-                              project=str(tmp_path), name="p")
+                              project=str(tmp_path), name="p", conf_thres=0.5)  # detect.py's flag: reported
     assert len(list(out.glob("*.jpg"))) == 2 and len(list((out / "labels").glob("*.txt"))) == 2
     assert "post-process per image" in caplog.text
+    assert "detection option --conf-thres 0.5 ignored: a classifier has no boxes" in caplog.text
 
 
 @pytest.mark.slow

@@ -101,3 +101,32 @@ def test_cli_rejects_bad_model(tmp_path):
     assert r.returncode != 0
     assert "--model 'nope-net': not a .pt file, a model YAML or a torchvision classifier name" in r.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_resume_continues_an_interrupted_run(tmp_path):
+    """A copy of the run folder taken after epoch 0 (as a crash leaves it) resumes at epoch 1 with its optimizer."""
+    import shutil
+
+    from utils.callbacks import Callbacks
+
+    data = generate_shapes_cls(tmp_path / "shapes-cls", train=4, val=2, imgsz=32, seed=4)
+    opt = cls_train.parse_opt(known=True, argv=[])
+    opt.model, opt.data, opt.imgsz, opt.epochs, opt.batch_size, opt.workers = "yolov5n.yaml", str(data), 32, 2, 8, 0
+    opt.project, opt.name = str(tmp_path / "runs"), "exp"
+    callbacks = Callbacks()
+    crashed = tmp_path / "crashed" / "exp"
+
+    def snapshot(last, epoch, final_epoch, best_fitness, fi):
+        if epoch == 0:
+            shutil.copytree(Path(last).parents[1], crashed)
+
+    callbacks.register_action("on_model_save", "snapshot", snapshot)
+    cls_train.main(opt, callbacks)
+    assert torch.load(crashed / "weights/last.pt", weights_only=False)["epoch"] == 0
+    resumed = cls_train.parse_opt(known=True, argv=[])
+    resumed.resume, resumed.project = str(crashed / "weights/last.pt"), str(tmp_path / "crashed")
+    cls_train.main(resumed)
+    epochs = [int(float(x.split(",")[0])) for x in (crashed / "results.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1]
+    assert torch.load(crashed / "weights/last.pt", weights_only=False)["epoch"] == -1  # finished and stripped
