@@ -63,6 +63,38 @@ def decode_node_names(ov_model) -> list[str]:
     return names
 
 
+def slices_to_strided(ov_model) -> int:
+    """Rewrite constant Slice nodes as the equal StridedSlice, in place; returns how many were rewritten.
+
+    NNCF moves quantizers up through StridedSlice but not through Slice, so a CSPPC block's channel slice would get its
+    own quantizer after a float Slice, and the convolution before it could not emit int8 for both of its readers.
+    """
+    import openvino.opset13 as ops
+
+    n = 0
+    for node in ov_model.get_ordered_ops():
+        if node.get_type_name() != "Slice" or node.get_input_partial_shape(0).rank.is_dynamic:
+            continue
+        args = [node.input_value(i).get_node() for i in range(1, node.get_input_size())]
+        if len(args) < 4 or any(a.get_type_name() != "Constant" for a in args):
+            continue
+        start, stop, step, axes = (a.get_data().astype(np.int64).ravel() for a in args[:4])
+        rank = node.get_input_partial_shape(0).rank.get_length()
+        begin, end, strides = np.zeros(rank, np.int64), np.zeros(rank, np.int64), np.ones(rank, np.int64)
+        mask = [1] * rank  # 1: this axis is taken whole
+        for a, b, e, st in zip(axes, start, stop, step):
+            a = int(a) % rank
+            begin[a], end[a], strides[a], mask[a] = b, e, st, 0
+        new = ops.strided_slice(node.input_value(0), ops.constant(begin), ops.constant(end), ops.constant(strides),
+                                begin_mask=mask, end_mask=mask)
+        new.set_friendly_name(node.get_friendly_name())
+        node.output(0).replace(new.output(0))
+        n += 1
+    if n:
+        ov_model.validate_nodes_and_infer_types()
+    return n
+
+
 def _is_bias_add(node) -> bool:
     """True for the Add that applies a convolution's bias: it belongs to the layer, which is quantized."""
     inputs = [node.input_value(i).get_node().get_type_name() for i in range(node.get_input_size())]
@@ -76,6 +108,9 @@ def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bo
         import nncf
     except ImportError as e:
         raise ImportError("INT8 export needs the 'nncf' package: pip install nncf") from e
+    rewritten = slices_to_strided(ov_model)
+    if rewritten:
+        LOGGER.info(f"{prefix} {rewritten} channel slices rewritten as StridedSlice so they pass int8 through")
     ignored = None
     if keep_decode_float:
         names = decode_node_names(ov_model)
