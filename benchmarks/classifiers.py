@@ -1,8 +1,9 @@
 """Classifier benchmark on one recipe: params, GFLOPs, top-1/top-5, training throughput and CPU latency per model.
 
 Each --model is trained from scratch with classify/train.py (same data, epochs, size, batch, seed), its best.pt is
-validated (top-1/top-5), training throughput is timed over the epochs' training loops only, and the fused models'
-CPU latencies are timed interleaved round by round (median), so that load drifts hit every model alike. Writes
+validated (top-1/top-5), and training throughput is timed twice: over the epochs' training loops (data loading
+included; models one after the other) and as single training steps on a fixed batch, timed interleaved. The fused
+models' CPU latencies are timed interleaved too (median), so that load drifts hit every model alike. Writes
 classifiers.md (table, machine, command) to runs/bench-cls/exp<N>.
 
 Usage:
@@ -65,6 +66,22 @@ def train_one(model: str, data: str, imgsz: int, epochs: int, batch_size: int, s
             "train_img_s": n_train * timer.epochs / max(timer.seconds, 1e-9), "weights": str(best)}
 
 
+def train_step(weights: str, batch_size: int, imgsz: int):
+    """One SGD step (forward, cross-entropy, backward, update) of a copy of the model on a fixed random batch."""
+    model = attempt_load(weights, fuse=False).float().train()
+    for p in model.parameters():
+        p.requires_grad = True
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x, y = torch.rand(batch_size, 3, imgsz, imgsz), torch.randint(0, model.nc, (batch_size,))
+
+    def step():
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
 def run(model: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), data: str = "shapes-cls", imgsz: int = 64,
         epochs: int = 10, batch_size: int = 32, seed: int = 0, workers: int = 0, runs: int = 100, warmup: int = 10,
         threads: int = 1, project: str | Path = ROOT / "runs/bench-cls", name: str = "exp") -> list[dict]:
@@ -74,6 +91,8 @@ def run(model: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), data: s
     rows = [train_one(m, data, imgsz, epochs, batch_size, seed, workers, save_dir) for m in model]
 
     torch.set_num_threads(threads)
+    steps = time_interleaved({r["model"]: train_step(r["weights"], batch_size, imgsz) for r in rows},
+                             max(runs // 5, 5), 2, cuda=False)
     im = torch.rand(1, 3, imgsz, imgsz)
     fused = {r["model"]: attempt_load(r["weights"], fuse=True).eval() for r in rows}
     with torch.inference_mode():
@@ -81,12 +100,14 @@ def run(model: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), data: s
     base = ms[rows[0]["model"]]
     for r in rows:
         r["cpu_ms"], r["cpu_ratio"] = ms[r["model"]], ms[r["model"]] / base
+        r["step_img_s"] = batch_size / steps[r["model"]] * 1000
 
-    header = (f"| model | params | GFLOPs@224 | GFLOPs@{imgsz} | top-1 | top-5 | train img/s "
-              f"| CPU ms (bs1, {imgsz} px) | CPU ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    header = (f"| model | params | GFLOPs@224 | GFLOPs@{imgsz} | top-1 | top-5 | train img/s (epochs) "
+              f"| train img/s (steps) | CPU ms (bs1, {imgsz} px) | CPU ratio |\n"
+              f"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [f"| {r['model']} | {r['params']:,} | {r['gflops_224']:.2f} | {r[f'gflops_{imgsz}']:.3f} | "
-             f"{r['top1']:.3f} | {r['top5']:.3f} | {r['train_img_s']:.0f} | {r['cpu_ms']:.2f} | {r['cpu_ratio']:.2f} |"
-             for r in rows]
+             f"{r['top1']:.3f} | {r['top5']:.3f} | {r['train_img_s']:.0f} | {r['step_img_s']:.0f} | "
+             f"{r['cpu_ms']:.2f} | {r['cpu_ratio']:.2f} |" for r in rows]
     cmd = (f"python benchmarks/classifiers.py --model {' '.join(model)} --data {data} --imgsz {imgsz} "
            f"--epochs {epochs} --batch-size {batch_size} --seed {seed} --threads {threads}")
     text = "\n".join([header, *lines, "", f"Machine: {machine_line(torch.device('cpu'), threads)}", f"Command: {cmd}"])
