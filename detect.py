@@ -41,6 +41,7 @@ from utils.general import (
     set_logging,
     xyxy2xywh,
 )
+from utils.pipeline import OrderedWriter, Prefetcher
 from utils.plots import Annotator, colors, save_one_box
 from utils.sources import LoadImages, LoadStreams, is_stream_source
 from utils.torch_utils import select_device, smart_inference_mode, time_sync
@@ -124,8 +125,12 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
         visualize: bool = False, project: str | Path = ROOT / "runs/detect", name: str = "exp",
         exist_ok: bool = False, line_thickness: int = 3, hide_labels: bool = False, hide_conf: bool = False,
         half: bool = False, dnn: bool = False, vid_stride: int = 1, update: bool = False, cam: str | None = None,
-        cam_layer: int | None = None) -> Path:
-    """Detect objects in source with the model in weights; returns the run folder."""
+        cam_layer: int | None = None, prefetch: bool = True) -> Path:
+    """Detect objects in source with the model in weights; returns the run folder.
+
+    prefetch (image sources): read and letterbox the next images while the model runs, and write results on a
+    background thread in the same order; the outputs are the same as without it.
+    """
     source = str(source)
     save_img = not nosave
     webcam = is_stream_source(source)
@@ -153,7 +158,10 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
     model.warmup(imgsz=(1 if pt else len(dataset) if webcam else 1, 3, *imgsz))
 
     videos, seen, dt = VideoSink(), 0, [0.0, 0.0, 0.0]
-    for path, im, im0s, vid_cap, s in dataset:
+    pipelined = prefetch and not webcam and not any(dataset.video_flag)  # videos keep their reader on this thread
+    items, writer = (Prefetcher(dataset), OrderedWriter()) if pipelined else (dataset, None)
+    write = writer.submit if writer else (lambda fn, *args: fn(*args))
+    for path, im, im0s, vid_cap, s in items:
         t1 = time_sync()
         x = preprocess(im, model)
         t2 = time_sync()
@@ -179,7 +187,7 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
                 det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], im0.shape).round()
                 s += describe(det, names)
                 if save_txt:
-                    write_labels(txt_file, det, im0.shape, save_conf)
+                    write(write_labels, txt_file, det, im0.shape, save_conf)
                 draw_detections(annotator, det, names, save_img or save_crop or view_img, hide_labels, hide_conf,
                                 save_dir / "crops" if save_crop else None, imc, p.stem)
             im0 = annotator.result()
@@ -188,7 +196,7 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
                 cv2.waitKey(1)
             if save_img:
                 if dataset.mode == "image":
-                    cv2.imwrite(str(save_path), im0)
+                    write(cv2.imwrite, str(save_path), im0)
                     if heats is not None:
                         heat = unletterbox(heats[i], im0.shape)
                         cv2.imwrite(str(save_path.with_name(f"{p.stem}_cam.jpg")), overlay_cam(im0, heat))
@@ -196,6 +204,8 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
                     videos.write(save_path if not webcam else save_dir / f"{p.stem}_{i}", im0, vid_cap)
         LOGGER.info(f"{s}{'' if len(det) else '(no detections), '}{(t3 - t2) * 1e3:.1f}ms")
     videos.release()
+    if writer:
+        writer.close()  # every file is on disk before finish() counts them
     finish(dt, seen, imgsz, save_dir, save_txt, save_img, weights if update else None)
     return save_dir
 
