@@ -33,6 +33,7 @@ from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
 from models.yolo import ClassificationModel, Detect
 from utils.augmentations import letterbox
+from utils.classify_data import calibration_images, check_cls_dataset
 from utils.export_formats import FORMATS, SUPPORTED, export_path, format_of
 from utils.general import (
     LOGGER,
@@ -191,8 +192,11 @@ def unexportable_layer(model: torch.nn.Module, im: torch.Tensor, fmt: str, opset
 
 
 def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str | Path, imgsz: list[int],
-                         images: int = 300, prefix: str = colorstr("OpenVINO INT8:")) -> Path:
-    """INT8 OpenVINO model in <name>_int8_openvino_model/: the ONNX export quantized by NNCF on `data` train images."""
+                         images: int = 300, prefix: str = colorstr("OpenVINO INT8:"), calibration=None) -> Path:
+    """INT8 OpenVINO model in <name>_int8_openvino_model/: the ONNX export quantized by NNCF on `data` train images.
+
+    calibration (an iterable of input arrays) replaces the detection images, e.g. a classifier's centre crops.
+    """
     try:
         import openvino as ov
     except ImportError as e:
@@ -202,7 +206,7 @@ def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str 
     LOGGER.info(f"\n{prefix} starting export with openvino {ov.__version__}...")
     if imgsz[0] != imgsz[1]:
         raise ValueError(f"INT8 calibration letterboxes to a square as val.py does; got --imgsz {imgsz}")
-    calibration = CalibrationImages(data, imgsz[0], int(metadata["stride"]), n=images)
+    calibration = calibration or CalibrationImages(data, imgsz[0], int(metadata["stride"]), n=images)
     quantized = quantize_openvino(ov.convert_model(str(onnx_file)), calibration, prefix=prefix)
     f = int8_openvino_path(file)
     f.mkdir(parents=True, exist_ok=True)
@@ -305,10 +309,10 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         raise ValueError("--optimize (mobile TorchScript) needs --device cpu")
 
     model = attempt_load(str(file), device=device, inplace=True, fuse=True)
-    if int8 and isinstance(model, ClassificationModel):
-        raise ValueError(f"{file}: --int8 calibrates on letterboxed detection images; classifiers (ImageNet-normalised "
-                         f"centre crops) are exported in FP32 only")
-    if data:  # names from a dataset YAML replace the checkpoint's
+    classifier = isinstance(model, ClassificationModel)
+    if data and classifier:  # an ImageFolder's class folders replace the checkpoint's names
+        model.names = check_cls_dataset(data)["names"]
+    elif data:  # names from a dataset YAML replace the checkpoint's
         names = yaml_load(check_yaml(data))["names"]
         model.names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
     gs = max(int(model.stride.max()), 32)
@@ -349,8 +353,9 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
                 if "onnx" not in done:
                     onnx_file = export_onnx(model, im, file, opset, dynamic, simplify, metadata,
                                             n_outputs=len(outputs))
-                if int8:
-                    f = export_openvino_int8(onnx_file, file, metadata, data, imgsz, int8_images)
+                if int8:  # classifiers calibrate on centre crops of their ImageFolder, as classify/val.py reads it
+                    images = calibration_images(data, imgsz[0], int8_images) if classifier else None
+                    f = export_openvino_int8(onnx_file, file, metadata, data, imgsz, int8_images, calibration=images)
                 else:
                     f = export_openvino(onnx_file, file, metadata, half)
         except Exception as e:  # name the block that cannot be exported to this format, then go on with the others
@@ -372,7 +377,7 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
                 line += ", OpenCV DNN cannot run it"
         tol = 1e-2 * max(float(y.abs().max()), 1.0) if half else 1e-3 * max(float(y.abs().max()), 1.0)
         if x == "openvino" and int8:  # quantization moves boxes by pixels: val.py's mAP is the check that counts
-            line += " (INT8: compare mAP with val.py)"
+            line += " (INT8: compare top-1 with classify/val.py)" if classifier else " (INT8: compare mAP with val.py)"
         elif diff > tol:
             LOGGER.warning(f"WARNING {f}: output differs from PyTorch by {diff:.3g} (> {tol:.3g}) on {image_name}")
         rows.append(line)
@@ -383,7 +388,7 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         return []
 
     scripts = ("segment/predict.py", "segment/val.py") if len(outputs) > 1 else ("detect.py", "val.py")
-    if isinstance(model, ClassificationModel):
+    if classifier:
         scripts = ("classify/predict.py", "classify/val.py")
     LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s), checked on {image_name} at shape {tuple(im.shape)}\n"
                 f"{'Format':<12} {'File':<60} {'Size':>11} {'Time':>9}   vs PyTorch\n" + "\n".join(rows) +

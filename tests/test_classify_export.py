@@ -78,7 +78,19 @@ def test_openvino_export_matches(checkpoint):
     assert float((y - DetectMultiBackend(f)(x)).abs().max()) < 1e-3
 
 
-def test_int8_classifier_is_refused_clearly(checkpoint):
+@pytest.mark.slow
+@torch.no_grad()
+def test_int8_openvino_calibrates_on_centre_crops(checkpoint):
+    """--int8 quantizes a classifier on its ImageFolder's train images, transformed as classify/val.py reads them."""
+    pytest.importorskip("nncf")
     f, data = checkpoint
-    with pytest.raises(ValueError, match="classifiers .* are exported in FP32 only"):
-        export.run(weights=f, imgsz=(64,), include=("openvino",), int8=True, data="shapes.yaml")
+    written = export.run(weights=f, imgsz=(64,), include=("openvino",), int8=True, data=str(data), int8_images=6)
+    assert written[-1].endswith("cls_int8_openvino_model")
+    dmb = DetectMultiBackend(written[-1])
+    assert dmb.names == NAMES  # the class folders of --data
+    import cv2
+
+    x = ClassifyTransforms(64)(cv2.imread(str(next((data / "train" / "hexagon").glob("*.jpg")))))[None]
+    y, ref = dmb(x), DetectMultiBackend(f)(x)
+    assert y.shape == (1, 6)
+    assert float((y - ref).abs().max()) < 0.1 * float(ref.abs().max())

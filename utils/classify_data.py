@@ -227,6 +227,22 @@ def check_cls_dataset(data: str | Path, autogenerate: bool = True) -> dict:
     return {"path": root, "train": train, "val": val, "test": test, "names": dict(enumerate(names)), "nc": len(names)}
 
 
+def calibration_images(data: str | Path, imgsz: int, n: int = 300, split: str = "train"):
+    """INT8 calibration images of a classification dataset, centre-cropped and normalised as classify/val.py feeds
+    exported classifiers (utils.quantize.CalibrationImages with this loader)."""
+    from utils.quantize import CalibrationImages  # lazy: only INT8 export calibrates
+
+    class ClassifyCalibrationImages(CalibrationImages):
+        @staticmethod
+        def load(data, imgsz, stride, split):
+            return ClassificationDataset(check_cls_dataset(data)[split], imgsz=imgsz, prefix="calibration: ")
+
+        def array(self, i: int) -> np.ndarray:
+            return self.dataset[i][0][None].numpy()
+
+    return ClassifyCalibrationImages(data, imgsz, n=n, split=split)
+
+
 # Offline shapes-cls ----------------------------------------------------------------------------------------------
 
 

@@ -25,26 +25,33 @@ class CalibrationImages:
     def __init__(self, data: str | dict, imgsz: int, stride: int = 32, n: int = 300, split: str = "train"):
         if n < 1:
             raise ValueError(f"calibration needs at least 1 image, got {n}")
-        info = check_dataset(data)
-        path = info.get(split)
-        if not path:
-            raise ValueError(f"{data}: no '{split}' split to calibrate INT8 quantization on")
-        # val.py's loader for exported models: square letterbox, no padding margin, no rectangular batches
-        self.dataset = create_dataloader(path, imgsz, 1, stride, pad=0.0, rect=False, workers=0,
-                                         prefix=colorstr("calibration: "))[1]
+        self.dataset = self.load(data, imgsz, stride, split)
         total = len(self.dataset)
         if n > total:
             LOGGER.warning(f"WARNING {data}: {split} split has {total} images, fewer than the {n} asked for "
                            f"calibration; using all {total}")
         self.indices = np.linspace(0, total - 1, min(n, total)).round().astype(int).tolist()
 
+    @staticmethod
+    def load(data: str | dict, imgsz: int, stride: int, split: str):
+        """The dataset to calibrate on: val.py's loader for exported models (square letterbox, no padding margin)."""
+        path = check_dataset(data).get(split)
+        if not path:
+            raise ValueError(f"{data}: no '{split}' split to calibrate INT8 quantization on")
+        return create_dataloader(path, imgsz, 1, stride, pad=0.0, rect=False, workers=0,
+                                 prefix=colorstr("calibration: "))[1]
+
+    def array(self, i: int) -> np.ndarray:
+        """Image i of the dataset as the exported model takes it: float32 1x3xHxW in [0, 1]."""
+        im = self.dataset[i][0].numpy()  # CHW RGB uint8, as val.py reads it
+        return im[None].astype(np.float32) / 255.0
+
     def __len__(self) -> int:
         return len(self.indices)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in tqdm(self.indices, desc="INT8 calibration", bar_format=TQDM_BAR_FORMAT):
-            im = self.dataset[i][0].numpy()  # CHW RGB uint8, as val.py reads it
-            yield (im[None].astype(np.float32) / 255.0)
+            yield self.array(i)
 
 
 def decode_node_names(ov_model) -> list[str]:
