@@ -206,7 +206,8 @@ def train(opt: argparse.Namespace, device: torch.device, callbacks: Callbacks) -
 
         if RANK in {-1, 0}:
             callbacks.run("on_train_epoch_end", epoch=epoch)
-            top1, top5, vloss = validate.run(model=ema.ema, dataloader=val_loader, criterion=criterion)
+            top1, top5, vloss = validate.run(model=ema.ema, dataloader=val_loader, criterion=criterion,
+                                             verbose=opt.verbose)
             LOGGER.info(f"{f'{epoch + 1}/{epochs}':>10}{'':>10}{tloss:>12.3g}{vloss:>12.3g}{top1:>12.3g}{top5:>12.3g}")
             best_fitness = max(best_fitness, top1)
             callbacks.run("on_fit_epoch_end", [tloss, vloss, top1, top5, *lr], epoch, best_fitness, top1)
@@ -262,7 +263,7 @@ def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Na
     add("--dropout", type=float, default=None, help="dropout probability of the head (default: the model's)")
     add("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
     add("--resume", nargs="?", const=True, default=False, help="continue the latest interrupted run, or this last.pt")
-    add("--verbose", action="store_true", help="log more detail")
+    add("--verbose", action="store_true", help="print the per-class table after every epoch, not only at the end")
     add("--seed", type=int, default=0, help="random seed of the run")
     add("--local_rank", "--local-rank", type=int, default=-1, help="set by torchrun for DDP; leave it alone")
     return parser.parse_known_args(argv)[0] if known else parser.parse_args(argv)

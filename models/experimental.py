@@ -25,6 +25,7 @@ from models.extra_blocks import (
 )
 from models.fused import CSPPCFused, DetectFused, SPPFFused
 from models.yolo import BaseModel, ClassificationModel, Detect, DetectionModel, SegmentationModel
+from utils.classify_data import CenterCrop, ToTensor
 from utils.general import LOGGER
 from utils.torch_utils import save_atomic
 
@@ -52,6 +53,15 @@ def _torchvision_modules() -> list[type]:
             out += [c for c in vars(module).values()
                     if isinstance(c, type) and issubclass(c, nn.Module) and c.__module__ == name]
     return out
+
+
+def _torchvision_transforms() -> list[type]:
+    """The torchvision transforms of v7.0 classification checkpoints' model.transforms (plain attribute holders)."""
+    try:
+        from torchvision.transforms import Compose, Normalize
+    except ImportError:
+        return []
+    return [Compose, Normalize]
 
 
 def _numpy_globals() -> list:
@@ -89,6 +99,9 @@ def safe_globals() -> list:
     project += [TransformerLayer, TransformerBlock]  # parts of C3TR, not YAML blocks themselves
     # YOLOv5 before v6.1 kept CrossConv in models.experimental (MixConv2d is still there in v7.0: its own name)
     project += [(CrossConv, "models.experimental.CrossConv")]
+    # v7.0 classification checkpoints carry model.transforms: T.Compose([CenterCrop, ToTensor, T.Normalize])
+    project += [(CenterCrop, "utils.augmentations.CenterCrop"), (ToTensor, "utils.augmentations.ToTensor")]
+    project += _torchvision_transforms()
     metadata = [
         argparse.Namespace,
         pathlib.Path, pathlib.PosixPath, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,

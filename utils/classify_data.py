@@ -36,12 +36,34 @@ def to_tensor(im: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)[::-1])).float() / 255
 
 
-def center_crop(im: np.ndarray, size: int) -> np.ndarray:
-    """The largest centred square of an image, resized to size x size (bilinear), as v7.0's CenterCrop."""
+def center_crop(im: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """The largest centred square of an image, resized to size (an int, or h, w) bilinearly, as v7.0's CenterCrop."""
+    oh, ow = (size, size) if isinstance(size, int) else size
     h, w = im.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    return cv2.resize(im[top : top + s, left : left + s], (size, size), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(im[top : top + s, left : left + s], (ow, oh), interpolation=cv2.INTER_LINEAR)
+
+
+class CenterCrop:
+    """v7.0's utils.augmentations.CenterCrop, which its classification checkpoints pickle (model.transforms)."""
+
+    def __init__(self, size: int | tuple[int, int] = 640):
+        self.h, self.w = (size, size) if isinstance(size, int) else size
+
+    def __call__(self, im: np.ndarray) -> np.ndarray:
+        return center_crop(im, (self.h, self.w))
+
+
+class ToTensor:
+    """v7.0's utils.augmentations.ToTensor (pickled likewise): BGR HWC uint8 -> RGB CHW in [0, 1], FP16 with half."""
+
+    def __init__(self, half: bool = False):
+        self.half = half
+
+    def __call__(self, im: np.ndarray) -> torch.Tensor:
+        x = to_tensor(im)
+        return x.half() if self.half else x
 
 
 class ClassifyTransforms:
