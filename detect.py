@@ -47,8 +47,10 @@ from utils.sources import LoadImages, LoadStreams, is_stream_source
 from utils.torch_utils import select_device, smart_inference_mode, time_sync
 
 
-def preprocess(im: np.ndarray, model: DetectMultiBackend) -> torch.Tensor:
-    """uint8 CHW (or BCHW) RGB image to a float BCHW tensor in [0, 1] on the model's device."""
+def preprocess(im: np.ndarray | torch.Tensor, model: DetectMultiBackend) -> torch.Tensor:
+    """uint8 CHW (or BCHW) RGB image to a float BCHW tensor in [0, 1] on the model's device; tensors pass through."""
+    if isinstance(im, torch.Tensor):  # already converted on the prefetch thread
+        return im
     x = torch.from_numpy(im).to(model.device)
     x = (x.half() if model.fp16 else x.float()) / 255
     return x[None] if x.ndim == 3 else x
@@ -159,7 +161,10 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
 
     videos, seen, dt = VideoSink(), 0, [0.0, 0.0, 0.0]
     pipelined = prefetch and not webcam and not any(dataset.video_flag)  # videos keep their reader on this thread
-    items, writer = (Prefetcher(dataset), OrderedWriter()) if pipelined else (dataset, None)
+    items, writer = dataset, None
+    if pipelined:  # the prefetch thread also turns each letterboxed image into the input tensor
+        items = Prefetcher((p, preprocess(im, model), im0, cap, s) for p, im, im0, cap, s in dataset)
+        writer = OrderedWriter()
     write = writer.submit if writer else (lambda fn, *args: fn(*args))
     for path, im, im0s, vid_cap, s in items:
         t1 = time_sync()
