@@ -78,6 +78,13 @@ def test_corrupt_image_is_named_and_skipped(tmp_path, caplog):
     text = caplog.text
     assert str(bad) in text and "empty.png" in text and "zero-byte" in text
     assert all("broken" not in f for f, _ in ds.samples)
+    assert (tmp_path / "train.cache").is_file()  # the check ran once; a second dataset reads its verdicts
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = ClassificationDataset(root, imgsz=16, prefix="train: ")
+    assert again.samples == ds.samples and str(bad) in caplog.text
+    bad.write_bytes(cv2.imencode(".jpg", np.zeros((20, 20, 3), np.uint8))[1].tobytes())  # repaired: rescanned
+    assert len(ClassificationDataset(root, imgsz=16)) == 5
 
 
 def test_loader_batches(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 import cv2
@@ -19,13 +18,14 @@ import torch
 from torch.utils.data import Dataset, distributed
 
 from utils.dataloaders import InfiniteDataLoader, seed_worker
-from utils.dataset_check import IMG_FORMATS, _check_image, imread
-from utils.general import LOGGER, NUM_THREADS, RANK, ROOT, check_yaml, yaml_load
+from utils.dataset_check import IMG_FORMATS, _check_image, _map, get_hash, imread
+from utils.general import LOGGER, RANK, ROOT, check_yaml, yaml_load
 from utils.torch_utils import torch_distributed_zero_first
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DATASETS_DIR = ROOT / "datasets"  # where a bare --data name is looked for (git-ignored)
+CACHE_VERSION = "cls-images-v1"  # bump when the image checks change; older caches are rebuilt
 
 
 # Transforms ----------------------------------------------------------------------------------------------------
@@ -110,13 +110,37 @@ def classify_transforms(size: int = 224) -> ClassifyTransforms:
 # Datasets ------------------------------------------------------------------------------------------------------
 
 
-def _image_problem(file: str) -> str | None:
-    """Why an image is unusable, or None when it reads (the checks detection datasets get)."""
+def _image_problem(file: str) -> str:
+    """Why an image is unusable, or '' when it reads (the checks detection datasets get)."""
     try:
         _check_image(file)
     except (ValueError, OSError) as e:
         return str(e)
-    return None
+    return ""
+
+
+def scan_images(files: list[str], root: Path, prefix: str = "") -> list[str]:
+    """Why each image is unusable ('' when it reads), checked in parallel once and then read from <root>.cache.
+
+    The cache (a pickle-free .npz beside the split folder) is used while the file list, sizes and times match.
+    """
+    cache, h = root.with_suffix(".cache"), get_hash(files)
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["version"]) == CACHE_VERSION and str(z["hash"]) == h and len(z["problems"]) == len(files):
+                return [str(x) for x in z["problems"]]
+    except Exception:  # missing, stale or foreign: scanned again
+        pass
+    problems = list(_map(_image_problem, files, f"{prefix}Scanning {root}", len(files)))
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, version=np.array(CACHE_VERSION), hash=np.array(h), problems=np.array(problems, dtype=str))
+        os.replace(tmp, cache)
+    except OSError as e:
+        LOGGER.warning(f"{prefix}WARNING ⚠️ {cache.parent} is not writeable, image check not cached: {e}")
+        tmp.unlink(missing_ok=True)
+    return problems
 
 
 class ClassificationDataset(Dataset):
@@ -133,8 +157,7 @@ class ClassificationDataset(Dataset):
             raise FileNotFoundError(f"{prefix}{self.root}: no class folders; expected {self.root}/<class>/<image>")
         files = [(str(f), i) for i, c in enumerate(self.classes) for f in sorted((self.root / c).rglob("*.*"))
                  if f.suffix[1:].lower() in IMG_FORMATS]
-        with ThreadPool(NUM_THREADS) as pool:
-            problems = pool.map(_image_problem, [f for f, _ in files])
+        problems = scan_images([f for f, _ in files], self.root, prefix)
         for (f, _), p in zip(files, problems):
             if p:
                 LOGGER.warning(f"{prefix}WARNING ⚠️ {f}: ignoring corrupt image: {p}")
