@@ -123,3 +123,14 @@ def test_yaml_generates_shapes_cls(tmp_path):
     cfg.write_text("path: other\ngenerate:\n  name: coco\n")
     with pytest.raises(ValueError, match="unknown classification generator 'coco'"):
         check_cls_dataset(str(cfg))
+
+
+def test_yaml_names_must_match_folders(tmp_path):
+    make_folder(tmp_path / "ds" / "train", classes=("a", "b"))
+    make_folder(tmp_path / "ds" / "val", classes=("a", "b"))
+    cfg = tmp_path / "ds.yaml"
+    cfg.write_text("path: ds\ntrain: train\nval: val\nnames: [a, b]\n")
+    assert check_cls_dataset(str(cfg))["names"] == {0: "a", 1: "b"}
+    cfg.write_text("path: ds\nnames: {0: b, 1: a}\n")
+    with pytest.raises(ValueError, match=r"names \['b', 'a'\] differ from the class folders"):
+        check_cls_dataset(str(cfg))

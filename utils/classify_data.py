@@ -215,7 +215,7 @@ def _is_yaml(data: str) -> bool:
 
 def check_cls_dataset(data: str | Path, autogenerate: bool = True) -> dict:
     """Resolve --data to {path, train, val, test, names, nc}; generate a YAML's dataset when it is missing."""
-    data, generator = str(data), None
+    data, generator, cfg = str(data), None, {}
     if _is_yaml(data):
         file = check_yaml(data if data.endswith((".yaml", ".yml")) else f"{data}.yaml")
         cfg = yaml_load(file)
@@ -237,8 +237,8 @@ def check_cls_dataset(data: str | Path, autogenerate: bool = True) -> dict:
                              f"expected 'shapes-cls'")
         LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes-cls')...")
         generate_shapes_cls(root, **{k: int(generator[k]) for k in ("train", "val", "imgsz", "seed") if k in generator})
-    train = root / "train"
-    val = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    train = root / cfg.get("train", "train")
+    val = next((root / s for s in (cfg.get("val"), "val", "test") if s and (root / s).is_dir()), None)
     if not train.is_dir() or val is None:
         raise FileNotFoundError(f"{root}: a classification dataset needs train/ and val/ (or test/) folders, found "
                                 f"{sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no folder'}")
@@ -246,6 +246,10 @@ def check_cls_dataset(data: str | Path, autogenerate: bool = True) -> dict:
     extra = sorted({d.name for d in val.iterdir() if d.is_dir()} - set(names))
     if extra:
         raise ValueError(f"{val}: class folders {extra} are not in {train}; both splits must share the classes")
+    if cfg.get("names") is not None:
+        given = list(cfg["names"].values()) if isinstance(cfg["names"], dict) else list(cfg["names"])
+        if [str(x) for x in given] != names:
+            raise ValueError(f"{data}: names {given} differ from the class folders of {train}, {names} (sorted)")
     test = root / "test" if (root / "test").is_dir() else None
     return {"path": root, "train": train, "val": val, "test": test, "names": dict(enumerate(names)), "nc": len(names)}
 
