@@ -309,7 +309,7 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         raise ValueError("--optimize (mobile TorchScript) needs --device cpu")
 
     model = attempt_load(str(file), device=device, inplace=True, fuse=True)
-    classifier = isinstance(model, ClassificationModel)
+    classifier = isinstance(model, ClassificationModel) or type(model).__module__.startswith("torchvision.")
     if data and classifier:  # an ImageFolder's class folders replace the checkpoint's names
         model.names = check_cls_dataset(data)["names"]
     elif data:  # names from a dataset YAML replace the checkpoint's

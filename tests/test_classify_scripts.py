@@ -130,3 +130,23 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     epochs = [int(float(x.split(",")[0])) for x in (crashed / "results.csv").read_text().splitlines()[1:]]
     assert epochs == [0, 1]
     assert torch.load(crashed / "weights/last.pt", weights_only=False)["epoch"] == -1  # finished and stripped
+
+
+@pytest.mark.slow
+def test_torchvision_model_trains_offline_and_loads_safely(tmp_path, caplog):
+    """--model resnet18: no weights in the (empty) hub cache, so a warning and no download; best.pt loads safely."""
+    from models.backends import DetectMultiBackend
+
+    data = generate_shapes_cls(tmp_path / "shapes-cls", train=2, val=1, imgsz=32, seed=6)
+    hub_dir = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        with caplog.at_level(logging.WARNING):
+            opt = cls_train.run(model="resnet18", data=str(data), imgsz=32, epochs=1, batch_size=4, workers=0,
+                                project=str(tmp_path / "runs"))
+    finally:
+        torch.hub.set_dir(hub_dir)
+    assert "resnet18: pretrained weights not found" in caplog.text and "nothing is downloaded" in caplog.text
+    dmb = DetectMultiBackend(Path(opt.save_dir) / "weights" / "best.pt")
+    assert type(dmb.model).__name__ == "ResNet" and dmb.names[5] == "triangle"
+    assert dmb(torch.rand(1, 3, 32, 32)).shape == (1, 6)
