@@ -85,7 +85,14 @@ def test_bad_model_name_fails_clearly():
         cls_train.build_model("missing.pt", nc=3)
 
 
-def test_build_model_variants():
+def test_build_model_variants(tmp_path):
+    from models.yolo import DetectionModel
+
+    det = DetectionModel("yolov5n-csppc.yaml", nc=3)
+    torch.save({"model": det.half(), "ema": None, "epoch": -1}, tmp_path / "det.pt")
+    cut = cls_train.build_model(str(tmp_path / "det.pt"), nc=2)  # a detection checkpoint is cut at 10
+    assert isinstance(cut, ClassificationModel) and cut.model[-1].linear.out_features == 2
+    assert torch.equal(cut.model[0].conv.weight, det.model[0].conv.weight.float())  # its backbone weights kept
     m = cls_train.build_model("yolov5n.yaml", nc=4, cutoff=8, dropout=0.2)
     assert isinstance(m, ClassificationModel) and len(m.model) == 8 and m.model[-1].drop.p == 0.2
     tv = cls_train.build_model("resnet18", nc=5, pretrained=False)
