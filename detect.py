@@ -41,13 +41,16 @@ from utils.general import (
     set_logging,
     xyxy2xywh,
 )
+from utils.pipeline import OrderedWriter, Prefetcher
 from utils.plots import Annotator, colors, save_one_box
 from utils.sources import LoadImages, LoadStreams, is_stream_source
 from utils.torch_utils import select_device, smart_inference_mode, time_sync
 
 
-def preprocess(im: np.ndarray, model: DetectMultiBackend) -> torch.Tensor:
-    """uint8 CHW (or BCHW) RGB image to a float BCHW tensor in [0, 1] on the model's device."""
+def preprocess(im: np.ndarray | torch.Tensor, model: DetectMultiBackend) -> torch.Tensor:
+    """uint8 CHW (or BCHW) RGB image to a float BCHW tensor in [0, 1] on the model's device; tensors pass through."""
+    if isinstance(im, torch.Tensor):  # already converted on the prefetch thread
+        return im
     x = torch.from_numpy(im).to(model.device)
     x = (x.half() if model.fp16 else x.float()) / 255
     return x[None] if x.ndim == 3 else x
@@ -70,6 +73,26 @@ def write_labels(txt_file: Path, det: torch.Tensor, shape: tuple[int, ...], save
             xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
             line = (int(cls), *xywh, conf) if save_conf else (int(cls), *xywh)
             f.write(("%g " * len(line)).rstrip() % line + "\n")
+
+
+def draw_detections(annotator: Annotator, det: torch.Tensor, names: dict, draw: bool, hide_labels: bool = False,
+                    hide_conf: bool = False, crop_dir: Path | None = None, imc: np.ndarray | None = None,
+                    stem: str = "") -> None:
+    """Box and label of each detection, the least confident first (the best on top); crops into crop_dir/<class>/."""
+    for *xyxy, conf, cls in reversed(det[:, :6].tolist()):
+        c = int(cls)
+        if draw:
+            label = None if hide_labels else (names[c] if hide_conf else f"{names[c]} {conf:.2f}")
+            annotator.box_label(xyxy, label or "", color=colors(c, True))
+        if crop_dir is not None:
+            save_one_box(xyxy, imc, file=crop_dir / names[c] / f"{stem}.jpg", BGR=True)
+
+
+def source_item(dataset, path, im0s, i: int, webcam: bool) -> tuple[Path, np.ndarray, int, str]:
+    """Image i of a batch from LoadImages or LoadStreams: (path, a copy of the original image, frame, log prefix)."""
+    if webcam:  # a stream batch holds one frame per stream
+        return Path(path[i]), im0s[i].copy(), dataset.count, f"{i}: "
+    return Path(path), im0s.copy(), getattr(dataset, "frame", 0), ""
 
 
 class VideoSink:
@@ -104,8 +127,12 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
         visualize: bool = False, project: str | Path = ROOT / "runs/detect", name: str = "exp",
         exist_ok: bool = False, line_thickness: int = 3, hide_labels: bool = False, hide_conf: bool = False,
         half: bool = False, dnn: bool = False, vid_stride: int = 1, update: bool = False, cam: str | None = None,
-        cam_layer: int | None = None) -> Path:
-    """Detect objects in source with the model in weights; returns the run folder."""
+        cam_layer: int | None = None, prefetch: bool = True) -> Path:
+    """Detect objects in source with the model in weights; returns the run folder.
+
+    prefetch (image sources): read and letterbox the next images while the model runs, and write results on a
+    background thread in the same order; the outputs are the same as without it.
+    """
     source = str(source)
     save_img = not nosave
     webcam = is_stream_source(source)
@@ -133,7 +160,13 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
     model.warmup(imgsz=(1 if pt else len(dataset) if webcam else 1, 3, *imgsz))
 
     videos, seen, dt = VideoSink(), 0, [0.0, 0.0, 0.0]
-    for path, im, im0s, vid_cap, s in dataset:
+    pipelined = prefetch and not webcam and not any(dataset.video_flag)  # videos keep their reader on this thread
+    items, writer = dataset, None
+    if pipelined:  # the prefetch thread also turns each letterboxed image into the input tensor
+        items = Prefetcher((p, preprocess(im, model), im0, cap, s) for p, im, im0, cap, s in dataset)
+        writer = OrderedWriter()
+    write = writer.submit if writer else (lambda fn, *args: fn(*args))
+    for path, im, im0s, vid_cap, s in items:
         t1 = time_sync()
         x = preprocess(im, model)
         t2 = time_sync()
@@ -147,11 +180,8 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
 
         for i, det in enumerate(pred):  # per image
             seen += 1
-            if webcam:
-                p, im0, frame = Path(path[i]), im0s[i].copy(), dataset.count
-                s += f"{i}: "
-            else:
-                p, im0, frame = Path(path), im0s.copy(), getattr(dataset, "frame", 0)
+            p, im0, frame, tag = source_item(dataset, path, im0s, i, webcam)
+            s += tag
             save_path = save_dir / p.name
             txt_file = save_dir / "labels" / (p.stem + ("" if dataset.mode == "image" else f"_{frame}") + ".txt")
             s += f"{x.shape[2]}x{x.shape[3]} "
@@ -162,21 +192,16 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
                 det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], im0.shape).round()
                 s += describe(det, names)
                 if save_txt:
-                    write_labels(txt_file, det, im0.shape, save_conf)
-                for *xyxy, conf, cls in reversed(det.tolist()):
-                    c = int(cls)
-                    if save_img or save_crop or view_img:
-                        label = None if hide_labels else (names[c] if hide_conf else f"{names[c]} {conf:.2f}")
-                        annotator.box_label(xyxy, label or "", color=colors(c, True))
-                    if save_crop:
-                        save_one_box(xyxy, imc, file=save_dir / "crops" / names[c] / f"{p.stem}.jpg", BGR=True)
+                    write(write_labels, txt_file, det, im0.shape, save_conf)
+                draw_detections(annotator, det, names, save_img or save_crop or view_img, hide_labels, hide_conf,
+                                save_dir / "crops" if save_crop else None, imc, p.stem)
             im0 = annotator.result()
             if view_img:
                 cv2.imshow(str(p), im0)
                 cv2.waitKey(1)
             if save_img:
                 if dataset.mode == "image":
-                    cv2.imwrite(str(save_path), im0)
+                    write(cv2.imwrite, str(save_path), im0)
                     if heats is not None:
                         heat = unletterbox(heats[i], im0.shape)
                         cv2.imwrite(str(save_path.with_name(f"{p.stem}_cam.jpg")), overlay_cam(im0, heat))
@@ -184,26 +209,36 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
                     videos.write(save_path if not webcam else save_dir / f"{p.stem}_{i}", im0, vid_cap)
         LOGGER.info(f"{s}{'' if len(det) else '(no detections), '}{(t3 - t2) * 1e3:.1f}ms")
     videos.release()
+    if writer:
+        writer.close()  # every file is on disk before finish() counts them
+    finish(dt, seen, imgsz, save_dir, save_txt, save_img, weights if update else None)
+    return save_dir
 
+
+def finish(dt: list[float], seen: int, imgsz: list[int], save_dir: Path, save_txt: bool, save_img: bool,
+           update_weights=None, post: str = "NMS") -> None:
+    """Log the per-image speed and where results went; with update_weights, strip their optimizer (--update).
+
+    post names the third timed stage: NMS for detection, the softmax for classification ('post-process').
+    """
     t = tuple(x / max(seen, 1) * 1e3 for x in dt)
-    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms NMS per image "
+    LOGGER.info(f"Speed: {t[0]:.1f}ms pre-process, {t[1]:.1f}ms inference, {t[2]:.1f}ms {post} per image "
                 f"at shape {(1, 3, *imgsz)}")
     if save_txt or save_img:
         n = len(list(save_dir.glob("labels/*.txt")))
         extra = f"\n{n} label{'s' * (n != 1)} saved to {save_dir / 'labels'}" if save_txt else ""
         LOGGER.info(f"Results saved to {colorstr('bold', str(save_dir))}{extra}")
-    if update:  # v7.0's --update: rewrite the weights without their optimizer state, FP16 EMA as the model
-        for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+    if update_weights is not None:  # v7.0's --update: rewrite the weights without their optimizer, FP16 EMA as model
+        for w in update_weights if isinstance(update_weights, (list, tuple)) else [update_weights]:
             if Path(w).suffix == ".pt":
                 strip_optimizer(w)
             else:
                 LOGGER.warning(f"WARNING --update only applies to .pt checkpoints; {w} left unchanged")
-    return save_dir
 
 
-def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags as YOLOv5 v7.0's detect.py names them."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser(description: str = __doc__.split("\n")[0]) -> argparse.ArgumentParser:
+    """Command-line flags as YOLOv5 v7.0's detect.py names them; segment/predict.py adds to them."""
+    parser = argparse.ArgumentParser(description=description)
     add = parser.add_argument
     add("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt",
         help="model file(s): .pt, .torchscript, .onnx or an _openvino_model folder")
@@ -231,12 +266,17 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--line-thickness", default=3, type=int, help="box thickness at 640 px (scales with image)")
     add("--hide-labels", default=False, action="store_true", help="draw boxes without class names")
     add("--hide-conf", default=False, action="store_true", help="draw class names without confidences")
-    add("--half", action="store_true", help="FP16 inference (CUDA only)")
+    add("--half", action="store_true", help="FP16 inference on CUDA; bf16 on CPUs that have it")
     add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
     add("--vid-stride", type=int, default=1, help="read every Nth video frame")
     add("--cam", choices=["eigen", "gradcam"], help="also save a <name>_cam.jpg class-activation heatmap per image")
     add("--cam-layer", type=int, help="layer index whose activations --cam maps (default: the last before Detect)")
-    opt = parser.parse_args(argv)
+    return parser
+
+
+def parse_opt(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse detect.py's flags (or those of parser); a single --weights becomes a plain string."""
+    opt = (parser or build_parser()).parse_args(argv)
     if isinstance(opt.weights, list) and len(opt.weights) == 1:
         opt.weights = opt.weights[0]
     return opt

@@ -31,8 +31,9 @@ import torch
 
 from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
-from models.yolo import Detect
+from models.yolo import ClassificationModel, Detect
 from utils.augmentations import letterbox
+from utils.classify_data import calibration_images, check_cls_dataset
 from utils.export_formats import FORMATS, SUPPORTED, export_path, format_of
 from utils.general import (
     LOGGER,
@@ -102,8 +103,9 @@ def export_torchscript(model, im: torch.Tensor, file: Path, metadata: dict, opti
 
 
 def export_onnx(model, im: torch.Tensor, file: Path, opset: int, dynamic: bool, simplify: bool, metadata: dict,
-                prefix: str = colorstr("ONNX:")) -> Path:
-    """Export to ONNX (input 'images', output 'output0'), store stride/names as metadata, optionally simplify."""
+                prefix: str = colorstr("ONNX:"), n_outputs: int = 1) -> Path:
+    """Export to ONNX (input 'images', outputs 'output0' and for segmentation the prototypes 'output1'), store
+    stride/names as metadata, optionally simplify."""
     import onnx
 
     LOGGER.info(f"\n{prefix} starting export with onnx {onnx.__version__} opset {opset}...")
@@ -111,13 +113,16 @@ def export_onnx(model, im: torch.Tensor, file: Path, opset: int, dynamic: bool, 
     dynamic_axes = None
     if dynamic:
         dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 1: "anchors"}}
+        if n_outputs > 1:
+            dynamic_axes["output1"] = {0: "batch", 2: "mask_height", 3: "mask_width"}
     # dynamo=False selects the TorchScript-based exporter on purpose: torch>=2.9 defaults to the torch.export-based
     # one, which needs the onnxscript package and gives different graphs; the TorchScript exporter supports opset 17,
     # dynamic_axes and every op these models use, and its graphs load in OpenCV DNN as well as ONNX Runtime.
     with quiet_tracing():
         torch.onnx.export(model.cpu() if dynamic else model, im.cpu() if dynamic else im, str(f), verbose=False,
                           opset_version=opset, do_constant_folding=True, input_names=["images"],
-                          output_names=["output0"], dynamic_axes=dynamic_axes, dynamo=False)
+                          output_names=[f"output{i}" for i in range(n_outputs)], dynamic_axes=dynamic_axes,
+                          dynamo=False)
     model_onnx = onnx.load(str(f))
     onnx.checker.check_model(model_onnx)
     if simplify:
@@ -187,8 +192,11 @@ def unexportable_layer(model: torch.nn.Module, im: torch.Tensor, fmt: str, opset
 
 
 def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str | Path, imgsz: list[int],
-                         images: int = 300, prefix: str = colorstr("OpenVINO INT8:")) -> Path:
-    """INT8 OpenVINO model in <name>_int8_openvino_model/: the ONNX export quantized by NNCF on `data` train images."""
+                         images: int = 300, prefix: str = colorstr("OpenVINO INT8:"), calibration=None) -> Path:
+    """INT8 OpenVINO model in <name>_int8_openvino_model/: the ONNX export quantized by NNCF on `data` train images.
+
+    calibration (an iterable of input arrays) replaces the detection images, e.g. a classifier's centre crops.
+    """
     try:
         import openvino as ov
     except ImportError as e:
@@ -198,7 +206,7 @@ def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str 
     LOGGER.info(f"\n{prefix} starting export with openvino {ov.__version__}...")
     if imgsz[0] != imgsz[1]:
         raise ValueError(f"INT8 calibration letterboxes to a square as val.py does; got --imgsz {imgsz}")
-    calibration = CalibrationImages(data, imgsz[0], int(metadata["stride"]), n=images)
+    calibration = calibration or CalibrationImages(data, imgsz[0], int(metadata["stride"]), n=images)
     quantized = quantize_openvino(ov.convert_model(str(onnx_file)), calibration, prefix=prefix)
     f = int8_openvino_path(file)
     f.mkdir(parents=True, exist_ok=True)
@@ -230,14 +238,23 @@ def check_image(shape: tuple[int, ...]) -> tuple[torch.Tensor, str]:
 
 
 @torch.no_grad()
-def check_export(f: Path, y_pt: torch.Tensor, im: torch.Tensor, dnn: bool = False) -> float:
-    """Run an exported model through DetectMultiBackend and return its max abs difference from PyTorch's output."""
+def check_export(f: Path, y_pt: torch.Tensor | tuple, im: torch.Tensor, dnn: bool = False) -> float:
+    """Run an exported model through DetectMultiBackend and return its max abs difference from PyTorch's outputs.
+
+    y_pt is the output tensor, or for segmentation the (predictions, prototypes) pair, compared one by one.
+    """
     backend = DetectMultiBackend(f, device=torch.device("cpu"), dnn=dnn)
     y = backend(im.cpu().float())
-    y = y[0] if isinstance(y, (list, tuple)) else y
-    if y.shape != y_pt.shape:
-        raise RuntimeError(f"{f}: output shape {tuple(y.shape)} differs from PyTorch's {tuple(y_pt.shape)}")
-    return float((y.float() - y_pt.float().cpu()).abs().max())
+    y = list(y) if isinstance(y, (list, tuple)) else [y]
+    y_pt = list(y_pt) if isinstance(y_pt, (list, tuple)) else [y_pt]
+    if len(y) < len(y_pt):
+        raise RuntimeError(f"{f}: {len(y)} output(s), PyTorch has {len(y_pt)}")
+    diff = 0.0
+    for a, b in zip(y, y_pt):
+        if a.shape != b.shape:
+            raise RuntimeError(f"{f}: output shape {tuple(a.shape)} differs from PyTorch's {tuple(b.shape)}")
+        diff = max(diff, float((a.float() - b.float().cpu()).abs().max()))
+    return diff
 
 
 def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt", imgsz: tuple[int, int] = (640, 640),
@@ -292,7 +309,10 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         raise ValueError("--optimize (mobile TorchScript) needs --device cpu")
 
     model = attempt_load(str(file), device=device, inplace=True, fuse=True)
-    if data:  # names from a dataset YAML replace the checkpoint's
+    classifier = isinstance(model, ClassificationModel) or type(model).__module__.startswith("torchvision.")
+    if data and classifier:  # an ImageFolder's class folders replace the checkpoint's names
+        model.names = check_cls_dataset(data)["names"]
+    elif data:  # names from a dataset YAML replace the checkpoint's
         names = yaml_load(check_yaml(data))["names"]
         model.names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
     gs = max(int(model.stride.max()), 32)
@@ -312,7 +332,9 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         im, model = im.half(), model.half()
         with torch.no_grad():
             y = model(im)
-    y = y[0]
+    # (predictions,), for segmentation (predictions, mask prototypes), for a classifier its (batch, nc) logits tensor
+    outputs = tuple(y) if isinstance(y, (list, tuple)) else (y,)
+    y = outputs[0]
     metadata = {"stride": gs, "names": model.names}
     LOGGER.info(f"\n{colorstr('PyTorch:')} starting from {file} with output shape {tuple(y.shape)} "
                 f"({file_size(file):.1f} MB)")
@@ -325,13 +347,15 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
             if x == "torchscript":
                 f = export_torchscript(model, im, file, metadata, optimize)
             elif x == "onnx":
-                f = export_onnx(model, im, file, opset, dynamic, simplify, metadata)
+                f = export_onnx(model, im, file, opset, dynamic, simplify, metadata, n_outputs=len(outputs))
             elif x == "openvino":
                 onnx_file = export_path(file, format_of("onnx"))
                 if "onnx" not in done:
-                    onnx_file = export_onnx(model, im, file, opset, dynamic, simplify, metadata)
-                if int8:
-                    f = export_openvino_int8(onnx_file, file, metadata, data, imgsz, int8_images)
+                    onnx_file = export_onnx(model, im, file, opset, dynamic, simplify, metadata,
+                                            n_outputs=len(outputs))
+                if int8:  # classifiers calibrate on centre crops of their ImageFolder, as classify/val.py reads it
+                    images = calibration_images(data, imgsz[0], int8_images) if classifier else None
+                    f = export_openvino_int8(onnx_file, file, metadata, data, imgsz, int8_images, calibration=images)
                 else:
                     f = export_openvino(onnx_file, file, metadata, half)
         except Exception as e:  # name the block that cannot be exported to this format, then go on with the others
@@ -342,18 +366,18 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
             failed.append(x)
             continue
         dt = time.time() - t
-        diff = check_export(f, y, im)
+        diff = check_export(f, outputs, im)
         line = f"{format_of(x).name:<12} {str(f):<60} {file_size(f):8.1f} MB {dt:7.1f} s   max|diff| {diff:.2e}"
         if x == "onnx" and not dynamic:
             try:
-                line += f", OpenCV DNN {check_export(f, y, im, dnn=True):.2e}"
+                line += f", OpenCV DNN {check_export(f, outputs, im, dnn=True):.2e}"
             except Exception:  # ONNX Runtime runs it; OpenCV DNN does not support every ONNX graph
                 where = unexportable_layer(model, im, "opencv", opset)
                 LOGGER.warning(f"WARNING {f}: OpenCV DNN (--dnn) cannot run it" + (f", {where}" if where else ""))
                 line += ", OpenCV DNN cannot run it"
         tol = 1e-2 * max(float(y.abs().max()), 1.0) if half else 1e-3 * max(float(y.abs().max()), 1.0)
         if x == "openvino" and int8:  # quantization moves boxes by pixels: val.py's mAP is the check that counts
-            line += " (INT8: compare mAP with val.py)"
+            line += " (INT8: compare top-1 with classify/val.py)" if classifier else " (INT8: compare mAP with val.py)"
         elif diff > tol:
             LOGGER.warning(f"WARNING {f}: output differs from PyTorch by {diff:.3g} (> {tol:.3g}) on {image_name}")
         rows.append(line)
@@ -363,11 +387,14 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         LOGGER.error(f"Nothing exported: {', '.join(format_of(x).name for x in failed)} failed (see above)")
         return []
 
+    scripts = ("segment/predict.py", "segment/val.py") if len(outputs) > 1 else ("detect.py", "val.py")
+    if classifier:
+        scripts = ("classify/predict.py", "classify/val.py")
     LOGGER.info(f"\nExport complete ({time.time() - t0:.1f}s), checked on {image_name} at shape {tuple(im.shape)}\n"
                 f"{'Format':<12} {'File':<60} {'Size':>11} {'Time':>9}   vs PyTorch\n" + "\n".join(rows) +
                 f"\nResults saved to {colorstr('bold', str(file.parent.resolve()))}"
-                f"\nDetect:          python detect.py --weights {written[-1]}"
-                f"\nValidate:        python val.py --weights {written[-1]}")
+                f"\nDetect:          python {scripts[0]} --weights {written[-1]}"
+                f"\nValidate:        python {scripts[1]} --weights {written[-1]}")
     return written
 
 

@@ -18,7 +18,6 @@ import sys
 import time
 from copy import deepcopy
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -29,9 +28,7 @@ if str(ROOT) not in sys.path:  # run as a script from another folder
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
 import torch.nn as nn  # noqa: E402
-from torch.optim import lr_scheduler  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import val as validate  # noqa: E402
@@ -40,6 +37,16 @@ from models.yolo import Model  # noqa: E402
 from utils.autoanchor import check_anchors  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.dataloaders import create_dataloader  # noqa: E402
+from utils.engine import (  # noqa: E402
+    broadcast_stop,
+    build_scheduler,
+    grad_scaler,
+    optimizer_step,
+    prepare_run_dir,
+    save_checkpoints,
+    setup_ddp,
+    teardown_ddp,
+)
 from utils.evolve import EVOLVE_META, EVOLVE_RESULT_KEYS, mutate_hyp  # noqa: E402
 from utils.general import (  # noqa: E402
     LOCAL_RANK,
@@ -59,11 +66,9 @@ from utils.general import (  # noqa: E402
     intersect_dicts,
     labels_to_class_weights,
     labels_to_image_weights,
-    one_cycle,
     print_args,
     set_logging,
     yaml_load,
-    yaml_save,
 )
 from utils.loggers import RESULTS_KEYS, Loggers, print_mutation  # noqa: E402
 from utils.loss import ComputeLoss  # noqa: E402
@@ -74,18 +79,12 @@ from utils.torch_utils import (  # noqa: E402
     check_amp,
     de_parallel,
     init_seeds,
-    save_atomic,
     select_device,
     smart_DDP,
     smart_optimizer,
     smart_resume,
     torch_distributed_zero_first,
 )
-
-
-def _plain(d: dict) -> dict:
-    """Options as plain YAML/pickle-safe values: Paths become strings."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
 
 @dataclass
@@ -141,11 +140,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     hyp = yaml_load(hyp) if isinstance(hyp, (str, Path)) else dict(hyp)
     LOGGER.info(colorstr("hyperparameters: ") + ", ".join(f"{k}={v}" for k, v in hyp.items()))
     opt.hyp = hyp.copy()  # saved with the options, so a resumed run uses the same values
-    if RANK in {-1, 0}:  # only rank 0 writes to the run folder
-        (w.parent if evolve else w).mkdir(parents=True, exist_ok=True)
-        if not evolve:
-            yaml_save(save_dir / "hyp.yaml", hyp)
-            yaml_save(save_dir / "opt.yaml", _plain(vars(opt)))
+    prepare_run_dir(save_dir, opt, hyp, evolve)  # only rank 0 writes to the run folder
 
     plots = not evolve and not opt.noplots
     if RANK in {-1, 0}:
@@ -185,11 +180,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     accumulate = max(round(nbs / batch_size), 1)
     hyp["weight_decay"] *= batch_size * accumulate / nbs
     optimizer = smart_optimizer(model, opt.optimizer, hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
-    if opt.cos_lr:
-        lf = one_cycle(1, hyp["lrf"], epochs)
-    else:
-        lf = lambda x: (1 - x / epochs) * (1.0 - hyp["lrf"]) + hyp["lrf"]  # linear
-    scheduler = lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
+    scheduler, lf = build_scheduler(optimizer, epochs, hyp["lrf"], opt.cos_lr)
     ema = ModelEMA(model) if RANK in {-1, 0} else None
 
     best_fitness, start_epoch = 0.0, 0
@@ -244,8 +235,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
     maps = np.zeros(nc)
     results = (0,) * (task.n_metrics + len(task.loss_names))  # metrics, then the val losses
     scheduler.last_epoch = start_epoch - 1
-    scaler = torch.amp.GradScaler("cuda", enabled=amp) if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler") \
-        else torch.cuda.amp.GradScaler(enabled=amp)
+    scaler = grad_scaler(amp)
     stopper, stop = EarlyStopping(patience=opt.patience), False
     compute_loss = task.make_loss(model, opt)
     validate_run = task.validate(opt)
@@ -301,13 +291,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
 
             scaler.scale(loss).backward()
             if ni - last_opt_step >= accumulate:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad()
-                if ema:
-                    ema.update(model)
+                optimizer_step(model, optimizer, scaler, ema)
                 last_opt_step = ni
 
             if RANK in {-1, 0}:
@@ -315,7 +299,7 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
                 mem = f"{torch.cuda.memory_reserved() / 1e9 if torch.cuda.is_available() else 0:.3g}G"
                 pbar.set_description(("%11s" * 2 + "%11.4g" * (len(mloss) + 2)) % (
                     f"{epoch}/{epochs - 1}", mem, *mloss, targets.shape[0], imgs.shape[-1]))
-                callbacks.run("on_train_batch_end", model, ni, imgs, targets, paths, list(mloss))
+                callbacks.run("on_train_batch_end", model, ni, imgs, targets, paths, list(mloss), *extra)
                 if callbacks.stop_training:
                     return results
 
@@ -341,30 +325,10 @@ def train(hyp: dict | str, opt: argparse.Namespace, device: torch.device, callba
             callbacks.run("on_fit_epoch_end", log_vals, epoch, best_fitness, fi)
 
             if (not nosave) or (final_epoch and not evolve):
-                ckpt = {
-                    "epoch": epoch,
-                    "best_fitness": float(best_fitness),
-                    "model": deepcopy(de_parallel(model)).half(),
-                    "ema": deepcopy(ema.ema).half(),
-                    "updates": ema.updates,
-                    "optimizer": optimizer.state_dict(),
-                    "opt": _plain(vars(opt)),
-                    "git": None,
-                    "date": datetime.now().isoformat(),
-                }
-                save_atomic(ckpt, last)
-                if best_fitness == fi:
-                    save_atomic(ckpt, best)
-                if opt.save_period > 0 and epoch % opt.save_period == 0:
-                    save_atomic(ckpt, w / f"epoch{epoch}.pt")
-                del ckpt
+                save_checkpoints(w, epoch, best_fitness, fi, model, ema, optimizer, opt, opt.save_period)
                 callbacks.run("on_model_save", last, epoch, final_epoch, best_fitness, fi)
 
-        if RANK != -1:  # every rank learns whether rank 0 stopped early; this also keeps the ranks in step
-            broadcast_list = [stop if RANK == 0 else None]
-            dist.broadcast_object_list(broadcast_list, 0)
-            stop = broadcast_list[0]
-        if stop:
+        if broadcast_stop(stop):  # every rank learns whether rank 0 stopped early
             break
 
     if RANK in {-1, 0}:
@@ -507,20 +471,7 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None, task: Trai
             raise ValueError(f"--image-weights {msg}")
         if opt.evolve:
             raise ValueError(f"--evolve {msg}")
-        if opt.batch_size == -1:
-            raise ValueError(f"AutoBatch with --batch-size -1 {msg}, please pass a valid --batch-size")
-        if opt.batch_size % WORLD_SIZE:
-            raise ValueError(f"--batch-size {opt.batch_size} must be a multiple of WORLD_SIZE {WORLD_SIZE}")
-        if device.type == "cuda":
-            if torch.cuda.device_count() <= LOCAL_RANK:
-                raise ValueError("insufficient CUDA devices for DDP command")
-            torch.cuda.set_device(LOCAL_RANK)
-            device = torch.device("cuda", LOCAL_RANK)
-        backend = "nccl" if dist.is_nccl_available() and device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=10800))
-        per_rank = opt.batch_size // WORLD_SIZE
-        if RANK == 0:
-            LOGGER.info(f"DDP: {WORLD_SIZE} processes, backend {backend}, batch {per_rank} per rank")
+    device = setup_ddp(device, opt.batch_size)
 
     try:
         if not opt.evolve:
@@ -528,8 +479,7 @@ def main(opt: argparse.Namespace, callbacks: Callbacks | None = None, task: Trai
         else:
             evolve(opt, device, task)
     finally:
-        if WORLD_SIZE > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        teardown_ddp()
 
 
 def evolve(opt: argparse.Namespace, device: torch.device, task: TrainTask | None = None) -> None:
@@ -566,13 +516,18 @@ DETECT = TrainTask(
 )
 
 
-def run(**kwargs) -> argparse.Namespace:
-    """Train from Python: run(data='shapes.yaml', cfg='yolov5n-csppc.yaml', imgsz=320, epochs=10)."""
-    opt = parse_opt(known=True, argv=[])
+def run_task(task: TrainTask, **kwargs) -> argparse.Namespace:
+    """Train task's model from Python with its default options, overridden by kwargs; returns the options."""
+    opt = task.parse_opt(known=True, argv=[])
     for k, v in kwargs.items():
         setattr(opt, k, v)
-    main(opt)
+    main(opt, task=task)
     return opt
+
+
+def run(**kwargs) -> argparse.Namespace:
+    """Train from Python: run(data='shapes.yaml', cfg='yolov5n-csppc.yaml', imgsz=320, epochs=10)."""
+    return run_task(DETECT, **kwargs)
 
 
 if __name__ == "__main__":

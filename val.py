@@ -152,7 +152,7 @@ def run(
     project=ROOT / "runs/val",
     name: str = "exp",
     exist_ok: bool = False,
-    half: bool = True,
+    half: bool | None = None,  # None: FP16 on CUDA, FP32 on CPU; True on CPU: bf16 where the CPU has it
     dnn: bool = False,
     model=None,
     dataloader=None,
@@ -165,11 +165,12 @@ def run(
     training = model is not None
     if training:  # called by train.py with the live model and loader
         device, pt, jit = next(model.parameters()).device, True, False
-        half &= device.type != "cpu"  # half precision only on CUDA
+        half = (half is None or half) and device.type != "cpu"  # half precision only on CUDA
         _set_precision(model, half)
     else:
         device = select_device(device, batch_size=batch_size)
-        half &= device.type != "cpu"  # FP16 only where it runs (CUDA); on CPU the default quietly means FP32
+        if half is None:  # the default: FP16 where it runs (CUDA), FP32 on CPU
+            half = device.type != "cpu"
         save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
         (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
         model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, fp16=half)
@@ -347,8 +348,8 @@ def study(opt: argparse.Namespace, sizes: tuple[int, ...] = STUDY_SIZES) -> Path
     return f
 
 
-def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options, as YOLOv5 v7.0 val.py."""
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options, as YOLOv5 v7.0 val.py; segment/val.py adds to them."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=str, default=ROOT / "data/shapes.yaml", help="dataset YAML to score on")
     parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt", help="model file(s) to score")
@@ -370,9 +371,14 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--project", default=ROOT / "runs/val", help="folder that holds the run folders")
     parser.add_argument("--name", default="exp", help="run folder name under --project, numbered when taken")
     parser.add_argument("--exist-ok", action="store_true", help="reuse --project/--name, no new number")
-    parser.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
+    parser.add_argument("--half", action="store_true", help="FP16 inference on CUDA; bf16 on CPUs that have it")
     parser.add_argument("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
-    opt = parser.parse_args(argv)
+    return parser
+
+
+def parse_opt(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse val.py's options (or those of parser), resolving the data YAML and the options that imply others."""
+    opt = (parser or build_parser()).parse_args(argv)
     opt.data = check_yaml(opt.data)
     opt.save_json |= opt.data.endswith("coco.yaml")
     opt.save_txt |= opt.save_hybrid

@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from benchmarks import lowp  # noqa: E402
 from export import export_onnx  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.yolo import Detect, DetectionModel  # noqa: E402
@@ -240,15 +241,21 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
         data: str | None = None, imgsz: int = 640, val_imgsz: int | None = None, batch_size: tuple[int, ...] = (1,),
         device: str = "cpu",
         half: bool = False, threads: int = 2, runs: int = 30, warmup: int = 5, memory: bool = True,
-        project: str | Path = ROOT / "runs/compare", name: str = "exp", exist_ok: bool = False) -> list[dict]:
-    """Measure every model, log the markdown table and write compare.md, compare.csv and compare.png."""
+        project: str | Path = ROOT / "runs/compare", name: str = "exp", exist_ok: bool = False, int8: bool = False,
+        int8_images: int = 300) -> list[dict]:
+    """Measure every model, log the markdown table and write compare.md, compare.csv and compare.png.
+
+    With int8 (needs data): OpenVINO FP32 and INT8 columns, and BF16 ones where the CPU has bf16 (benchmarks/lowp.py).
+    """
     cfg, weights = list(cfg or ()), list(weights or ())
     if not cfg and not weights:
         raise ValueError("compare: give model YAMLs with --cfg, checkpoints with --weights, or both")
     if cfg and weights and len(cfg) != len(weights):
         raise ValueError(f"compare: {len(cfg)} --cfg but {len(weights)} --weights; give one checkpoint per YAML")
-    if data and not weights:
+    if data and not weights and not int8:
         raise ValueError("compare: --data gives mAP only for trained models; add --weights (one per --cfg)")
+    if int8 and not data:
+        raise ValueError("compare: --int8 needs --data, whose train images calibrate the INT8 quantization")
     dev = select_device(device)
     if half and dev.type == "cpu":
         raise ValueError("compare: --half needs a CUDA device (--device 0); FP16 is not timed on CPU")
@@ -260,8 +267,15 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
     for s in specs:
         s["label"] = Path(s["cfg"] or s["weights"]).stem
 
+    columns = COLUMNS + (lowp.COLUMNS if int8 else [])
+    bf16 = int8 and dev.type == "cpu" and lowp.cpu_bf16_supported()
     for s in specs:  # accuracy does not depend on the timing batch size: validate each checkpoint once
-        s["map"] = validate(s["weights"], data, val_imgsz or imgsz, device, half, save_dir) if data else (None, None)
+        mapped = data and s["weights"]
+        s["map"] = validate(s["weights"], data, val_imgsz or imgsz, device, half, save_dir) if mapped else (None, None)
+        s["lowp_map"] = {}
+        if int8 and mapped:
+            s["lowp_map"] = lowp.lowp_map(s["weights"], s["label"], data, val_imgsz or imgsz, int8_images, save_dir,
+                                          lambda w, h: validate(w, data, val_imgsz or imgsz, device, h, save_dir))
 
     rows = []
     for bs in batch_size:
@@ -293,27 +307,47 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
         for s, row, *_ in entries:
             row["pytorch_ms"], row["onnxruntime_ms"] = pt[row["model"]], ort.get(row["model"])
             row["map50"], row["map50_95"] = s["map"]
+        if int8:  # OpenVINO precisions interleaved with each other, then PyTorch bf16 on its own
+            calls = {}
+            for _, row, fused, im, onnx_file, _ in entries:
+                for k, call in lowp.openvino_calls(onnx_file, im, data, int8_images, int(fused.stride.max()), threads,
+                                                   bf16).items():
+                    calls[(row["model"], k)] = call
+            ov = time_interleaved(calls, runs, warmup, False)
+            with torch.no_grad():
+                pt16 = time_interleaved({e[1]["model"]: lowp.pytorch_bf16_call(e[2], e[3]) for e in entries}, runs,
+                                        warmup, False) if bf16 else {}
+            for s, row, *_ in entries:
+                m = row["model"]
+                row.update(openvino_ms=ov[(m, "fp32")], openvino_int8_ms=ov[(m, "int8")],
+                           openvino_bf16_ms=ov.get((m, "bf16")), pytorch_bf16_ms=pt16.get(m), **s["lowp_map"])
         base = entries[0][1]
         for _, row, *_ in entries:
             row["pytorch_ratio"] = row["pytorch_ms"] / base["pytorch_ms"]
             row["onnxruntime_ratio"] = (row["onnxruntime_ms"] / base["onnxruntime_ms"]
                                         if row["onnxruntime_ms"] and base["onnxruntime_ms"] else None)
-            rows.append({k: row.get(k) for k in COLUMNS})
+            rows.append({k: row.get(k) for k in columns})
+    if int8:
+        lowp.add_ratios(rows)
 
     machine = machine_line(dev, threads)
     cuda = dev.type == "cuda"
     mem = ("" if not memory else "; peak memory is the CUDA allocator peak of PyTorch" if cuda else
            "; peak memory is the resident memory a fresh process gains at its peak while loading and running the model")
-    val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data else ""
+    val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data and weights else ""
     settings = (f"{'CUDA' if cuda else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
                 f"{', '.join(map(str, batch_size))}; latency is the median of {runs} runs after {warmup} warm-up runs "
                 f"of one forward pass, models interleaved; ratios are to {rows[0]['model']} in the same run{mem}{val}")
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "compare.py" \
         else "benchmarks.compare.run(...)"
     table = markdown_table(rows, machine, settings, command)
+    if int8:
+        table += (f"\n{lowp.lowp_table(rows, bf16)}\n\nOpenVINO CPU, {threads} threads, one stream; INT8: NNCF "
+                  f"post-training quantization on {int8_images} train images of {data}; ratios are to "
+                  f"{rows[0]['model']}, INT8 / FP32 per model; {lowp.bf16_note()}\n")
     (save_dir / "compare.md").write_text(table)
     with open(save_dir / "compare.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     plot_bars(rows, save_dir / "compare.png")
@@ -339,9 +373,14 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--project", default=ROOT / "runs/compare", help="folder that holds the run folders")
     parser.add_argument("--name", default="exp", help="run folder name under --project")
     parser.add_argument("--exist-ok", action="store_true", help="reuse an existing project/name")
+    parser.add_argument("--int8", action="store_true",
+                        help="add OpenVINO FP32/INT8 (and BF16 where the CPU has it) columns; needs --data")
+    parser.add_argument("--int8-images", type=int, default=300, help="--data train images to calibrate INT8 on")
     opt = parser.parse_args(argv)
     if not opt.cfg and not opt.weights:
         parser.error("give --cfg model YAMLs, --weights checkpoints, or both")
+    if opt.int8 and not opt.data:
+        parser.error("--int8 needs --data: its train images calibrate the INT8 quantization")
     if opt.runs < 1 or opt.warmup < 0 or opt.threads < 1 or min(opt.batch_size) < 1:
         parser.error("--runs, --threads and --batch-size must be >= 1 and --warmup >= 0")
     return opt

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from models.experimental import attempt_load
+from utils import torch_utils
 from utils.augmentations import letterbox
 from utils.export_formats import FORMATS, model_type
 from utils.general import (
@@ -57,8 +58,7 @@ class DetectMultiBackend(nn.Module):
             raise ValueError(f"{w}: unknown model format; expected .pt, .torchscript, .onnx or *_openvino_model/")
         if not Path(w).exists():
             raise FileNotFoundError(f"weights not found: {w}")
-        if fp16 and device.type == "cpu":
-            LOGGER.warning("WARNING FP16 (--half) inference needs a GPU; running FP32 on CPU")
+        bf16 = fp16 and device.type == "cpu" and _cpu_bf16(w, pt or xml)  # --half on CPU means bf16
         fp16 &= (pt or jit or onnx) and device.type != "cpu"
         stride, names, meta = 32, None, {}
 
@@ -94,7 +94,7 @@ class DetectMultiBackend(nn.Module):
             self.input_shape = self.session.get_inputs()[0].shape  # ints, or names for dynamic axes
             meta = dict(self.session.get_modelmeta().custom_metadata_map)
         elif xml:
-            self._load_openvino(w, device)
+            self._load_openvino(w, device, bf16)
             meta = self.ov_meta
 
         if meta:
@@ -106,7 +106,7 @@ class DetectMultiBackend(nn.Module):
             LOGGER.warning(f"WARNING {w} carries no class names; using class0, class1, ...")
             names = {i: f"class{i}" for i in range(999)}
         self.names = _parse_names(names)
-        self.stride, self.fp16, self.device, self.dnn = stride, fp16, device, dnn
+        self.stride, self.fp16, self.bf16, self.device, self.dnn = stride, fp16, bf16, device, dnn
         self.pt, self.jit, self.onnx, self.xml = pt, jit, onnx, xml
         self.engine = self.coreml = self.saved_model = self.pb = self.tflite = self.edgetpu = self.tfjs = False
         self.paddle = self.triton = False
@@ -123,7 +123,7 @@ class DetectMultiBackend(nn.Module):
         model = onnx.load(w, load_external_data=False)
         return {p.key: p.value for p in model.metadata_props}
 
-    def _load_openvino(self, w: str, device: torch.device) -> None:
+    def _load_openvino(self, w: str, device: torch.device, bf16: bool = False) -> None:
         """Compile an OpenVINO model from its folder (or .xml) and read the <name>.yaml metadata beside it."""
         try:
             import openvino as ov
@@ -137,8 +137,8 @@ class DetectMultiBackend(nn.Module):
         core = ov.Core()
         ov_model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
         # OpenVINO's CPU plugin runs bf16 by default where the CPU has it (AVX512-BF16/AMX): boxes then move by ~1 px
-        # from PyTorch's; ask for f32 so every format gives the same detections
-        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        # from PyTorch's; ask for f32 so every format gives the same detections, and for bf16 only with --half
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
         self.ov_compiled = core.compile_model(ov_model, "AUTO" if device.type != "cpu" else "CPU", config)
         self.ov_request = self.ov_compiled.create_infer_request()
         meta_file = xml.with_suffix(".yaml")  # export.py writes stride and names beside the model
@@ -149,12 +149,15 @@ class DetectMultiBackend(nn.Module):
         if self.fp16 and im.dtype != torch.float16:
             im = im.half()
         if self.pt:
-            y = self.model(im, augment=augment, visualize=visualize) if augment or visualize else self.model(im)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                y = self.model(im, augment=augment, visualize=visualize) if augment or visualize else self.model(im)
+            if self.bf16:  # NMS and box scaling stay in float32
+                y = _to_float(y)
         elif self.jit:
             y = self.model(im)
         elif self.onnx and self.dnn:
             self.net.setInput(im.cpu().numpy().astype(np.float32))
-            y = self.net.forward()
+            y = list(self.net.forward(self.net.getUnconnectedOutLayersNames()))  # every output (segmentation: 2)
         elif self.onnx:
             fixed = [d if isinstance(d, int) else None for d in self.input_shape]
             if any(f is not None and f != n for f, n in zip(fixed, im.shape)):
@@ -180,6 +183,29 @@ class DetectMultiBackend(nn.Module):
         if (self.pt or self.jit or self.onnx) and self.device.type != "cpu":
             im = torch.empty(*imgsz, dtype=torch.half if self.fp16 else torch.float, device=self.device)
             self.forward(im)
+
+
+def _cpu_bf16(w: str, supported_format: bool) -> bool:
+    """Whether --half on CPU runs `w` in bf16: only .pt (autocast) and OpenVINO models, only on CPUs with bf16."""
+    if not supported_format:
+        LOGGER.warning(f"WARNING --half on CPU means bf16, which runs for .pt and OpenVINO models only; running {w} "
+                       f"in FP32")
+        return False
+    if not torch_utils.cpu_bf16_supported():
+        LOGGER.warning(f"WARNING --half on CPU means bf16, but this CPU has no native bf16 "
+                       f"({' or '.join(torch_utils.BF16_CPU_FLAGS)} flag); running FP32")
+        return False
+    LOGGER.info("Running bf16 on CPU (--half)")
+    return True
+
+
+def _to_float(y):
+    """bf16 tensors in a (nested) model output as float32; everything else as is."""
+    if isinstance(y, torch.Tensor):
+        return y.float() if y.dtype == torch.bfloat16 else y
+    if isinstance(y, (list, tuple)):
+        return type(y)(_to_float(x) for x in y)
+    return y
 
 
 class AutoShape(nn.Module):

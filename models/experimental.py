@@ -7,6 +7,7 @@ import os
 import pathlib
 import pickle
 import re
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from models.extra_blocks import (
 )
 from models.fused import CSPPCFused, DetectFused, SPPFFused
 from models.yolo import BaseModel, ClassificationModel, Detect, DetectionModel, SegmentationModel
+from utils.classify_data import CenterCrop, ToTensor
 from utils.general import LOGGER
 from utils.torch_utils import save_atomic
 
@@ -33,6 +35,33 @@ def _torch_nn_modules() -> list[type]:
     out = [c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, nn.Module)]
     # nn.MultiheadAttention's out_proj is this Linear subclass, which torch.nn does not export by name
     return out + [nn.modules.linear.NonDynamicallyQuantizableLinear]
+
+
+def _torchvision_modules() -> list[type]:
+    """torchvision's model and ops module classes, for classifiers trained with classify/train.py --model resnet18.
+
+    Like torch.nn's, their pickled state is data: unpickling restores attributes without running their code.
+    """
+    try:
+        import torchvision.models  # noqa: F401  (imports every model family's module)
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        return []
+    out = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith(("torchvision.models", "torchvision.ops")) and module is not None:
+            out += [c for c in vars(module).values()
+                    if isinstance(c, type) and issubclass(c, nn.Module) and c.__module__ == name]
+    return out
+
+
+def _torchvision_transforms() -> list[type]:
+    """The torchvision transforms of v7.0 classification checkpoints' model.transforms (plain attribute holders)."""
+    try:
+        from torchvision.transforms import Compose, Normalize
+    except ImportError:
+        return []
+    return [Compose, Normalize]
 
 
 def _numpy_globals() -> list:
@@ -70,13 +99,16 @@ def safe_globals() -> list:
     project += [TransformerLayer, TransformerBlock]  # parts of C3TR, not YAML blocks themselves
     # YOLOv5 before v6.1 kept CrossConv in models.experimental (MixConv2d is still there in v7.0: its own name)
     project += [(CrossConv, "models.experimental.CrossConv")]
+    # v7.0 classification checkpoints carry model.transforms: T.Compose([CenterCrop, ToTensor, T.Normalize])
+    project += [(CenterCrop, "utils.augmentations.CenterCrop"), (ToTensor, "utils.augmentations.ToTensor")]
+    project += _torchvision_transforms()
     metadata = [
         argparse.Namespace,
         pathlib.Path, pathlib.PosixPath, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath,
         (pathlib.PureWindowsPath, "pathlib.WindowsPath"),  # a Windows path read as data on any system
         set, frozenset, slice, range, complex,
     ]
-    return project + _torch_nn_modules() + metadata + _numpy_globals()
+    return project + _torch_nn_modules() + _torchvision_modules() + metadata + _numpy_globals()
 
 
 # a legacy (pre-zip) torch file starts with a pickle of this magic number: PROTO n, LONG1 10 bytes

@@ -15,8 +15,8 @@ from pathlib import Path
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must find the root scripts, not this folder's
+    sys.path.insert(0, str(ROOT))
 
 import train as detect_train  # noqa: E402
 from models.yolo import SegmentationModel  # noqa: E402
@@ -66,11 +66,7 @@ def main(opt: argparse.Namespace, callbacks=None) -> None:
 
 def run(**kwargs) -> argparse.Namespace:
     """Train from Python: run(data='shapes-seg.yaml', cfg='yolov5n-seg-csppc.yaml', imgsz=320, epochs=10)."""
-    opt = parse_opt(known=True, argv=[])
-    for k, v in kwargs.items():
-        setattr(opt, k, v)
-    main(opt)
-    return opt
+    return detect_train.run_task(SEGMENT, **kwargs)
 
 
 if __name__ == "__main__":

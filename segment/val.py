@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
+if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must find the root scripts, not this folder's
+    sys.path.insert(0, str(ROOT))
 
 import val as detect_val  # noqa: E402
 from models.common import DetectMultiBackend  # noqa: E402
@@ -28,9 +28,9 @@ from utils.callbacks import Callbacks  # noqa: E402
 from utils.general import (  # noqa: E402
     LOGGER,
     TQDM_BAR_FORMAT,
+    Profile,
     check_dataset,
     check_img_size,
-    check_yaml,
     colorstr,
     increment_path,
     non_max_suppression,
@@ -41,10 +41,11 @@ from utils.general import (  # noqa: E402
     xyxy2xywh,
 )
 from utils.metrics import ConfusionMatrix, match_predictions  # noqa: E402
-from utils.plots import output_to_target, plot_images  # noqa: E402
+from utils.plots import output_to_target  # noqa: E402
 from utils.segment.dataloaders import create_dataloader  # noqa: E402
 from utils.segment.general import mask_iou, process_mask, process_mask_native, scale_image  # noqa: E402
 from utils.segment.metrics import Metrics, ap_per_class_box_and_mask  # noqa: E402
+from utils.segment.plots import plot_images_and_masks  # noqa: E402
 from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
 
 HEADER = ("Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)", "Mask(P", "R", "mAP50", "mAP50-95)")
@@ -162,7 +163,7 @@ def run(
         names = dict(enumerate(names))
     class_map = list(range(1000))
     s = ("%22s" + "%11s" * 10) % HEADER
-    dt = detect_val.Profile(device), detect_val.Profile(device), detect_val.Profile(device)
+    dt = Profile(device=device), Profile(device=device), Profile(device=device)
     metrics = Metrics()
     loss = torch.zeros(4, device=device)
     jdict, stats = [], []
@@ -240,9 +241,11 @@ def run(
                 save_one_json(predn, jdict, path, class_map, full)
 
         if plots and batch_i < 3:
-            plot_images(im, targets, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names)
-            plot_images(im, output_to_target(preds, max_det=15), paths, save_dir / f"val_batch{batch_i}_pred.jpg",
-                        names)
+            plot_images_and_masks(im, targets, masks, paths, save_dir / f"val_batch{batch_i}_labels.jpg", names,
+                                  overlap=overlap)
+            pred_masks = torch.cat(plot_masks, 0) if plot_masks else torch.zeros(0, *protos.shape[2:])
+            plot_images_and_masks(im, output_to_target(preds, max_det=15), pred_masks, paths,
+                                  save_dir / f"val_batch{batch_i}_pred.jpg", names)
 
     # Metrics
     if stats:
@@ -286,37 +289,12 @@ def run(
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options, as YOLOv5 v7.0's segment/val.py."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=str, default=ROOT / "data/shapes-seg.yaml", help="dataset YAML")
-    parser.add_argument("--weights", nargs="+", type=str, default=ROOT / "yolov5s-seg.pt", help="checkpoint(s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=640, help="image size in pixels")
-    parser.add_argument("--conf-thres", type=float, default=0.001, help="lowest confidence kept")
-    parser.add_argument("--iou-thres", type=float, default=0.6, help="IoU at which NMS suppresses a box")
-    parser.add_argument("--max-det", type=int, default=300, help="most detections kept per image")
-    parser.add_argument("--task", default="val", help="split to validate (train, val, test) or speed")
-    parser.add_argument("--device", default="", help="cpu, or CUDA device ids such as 0 or 0,1")
-    parser.add_argument("--workers", type=int, default=8, help="dataloader worker processes at most")
-    parser.add_argument("--single-cls", action="store_true", help="score every class as one")
-    parser.add_argument("--augment", action="store_true", help="test-time augmentation")
-    parser.add_argument("--verbose", action="store_true", help="print the table row of every class")
-    parser.add_argument("--save-txt", action="store_true", help="write the boxes of each image to labels/*.txt")
-    parser.add_argument("--save-hybrid", action="store_true", help="merge the labels into the predictions saved")
-    parser.add_argument("--save-conf", action="store_true", help="add the confidence to each --save-txt line")
-    parser.add_argument("--save-json", action="store_true", help="write COCO-style JSON with RLE masks")
-    parser.add_argument("--project", default=ROOT / "runs/val-seg", help="parent folder of the run folder")
-    parser.add_argument("--name", default="exp", help="run folder name (numbered when it exists)")
-    parser.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
-    parser.add_argument("--half", action="store_true", help="FP16 inference (CUDA)")
-    parser.add_argument("--dnn", action="store_true", help="run ONNX models with OpenCV DNN")
+    """val.py's options with a segmentation dataset and run folder by default, plus --retina-masks."""
+    parser = detect_val.build_parser()
+    parser.set_defaults(data=ROOT / "data/shapes-seg.yaml", weights=ROOT / "yolov5s-seg.pt",
+                        project=ROOT / "runs/val-seg")
     parser.add_argument("--retina-masks", action="store_true", help="masks at the original image resolution")
-    opt = parser.parse_args(argv)
-    opt.data = check_yaml(opt.data)
-    opt.save_txt |= opt.save_hybrid
-    if isinstance(opt.weights, list) and len(opt.weights) == 1:
-        opt.weights = opt.weights[0]
-    return opt
+    return detect_val.parse_opt(argv, parser)
 
 
 def main(opt: argparse.Namespace):
@@ -328,7 +306,7 @@ def main(opt: argparse.Namespace):
             LOGGER.info(f"WARNING confidence threshold {opt.conf_thres} > 0.001 produces invalid results")
         return run(**vars(opt))
     if opt.task != "speed":
-        raise ValueError(f"--task {opt.task} is not one of train, val, test, speed")
+        raise ValueError(f"--task {opt.task} is not one of train, val, test, speed (study is detection only)")
     opt.half = torch.cuda.is_available() and opt.device != "cpu"
     opt.conf_thres, opt.iou_thres, opt.save_json = 0.25, 0.45, False
     weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]

@@ -95,3 +95,33 @@ def test_checkpoint_round_trip_and_fuse(tmp_path):
         y = loaded(x)
     assert y.shape == (2, 6)
     assert float((y - ref).abs().max()) < 0.05 * float(ref.abs().max())  # FP16 storage, then fused in FP32
+
+
+def test_v70_checkpoint_with_transforms_loads(tmp_path, monkeypatch):
+    """v7.0's classify/train.py attaches model.transforms (its CenterCrop and ToTensor, torchvision's Compose and
+    Normalize), pickled under utils.augmentations names: the safe loader rebuilds them with the project's classes."""
+    import numpy as np
+    import torchvision.transforms as T
+
+    import utils.augmentations
+    from utils.classify_data import IMAGENET_MEAN, IMAGENET_STD, CenterCrop, ToTensor, classify_transforms
+
+    v7_crop = type("CenterCrop", (CenterCrop,), {"__module__": "utils.augmentations"})
+    v7_tensor = type("ToTensor", (ToTensor,), {"__module__": "utils.augmentations"})
+    model = ClassificationModel(model=DetectionModel("yolov5n.yaml"), nc=3).eval()
+    model.names = ["a", "b", "c"]  # v7.0 stores the ImageFolder's class list
+    model.transforms = T.Compose([v7_crop(32), v7_tensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    f = tmp_path / "v7-cls.pt"
+    with monkeypatch.context() as m:  # v7.0's module layout while pickling
+        m.setattr(utils.augmentations, "CenterCrop", v7_crop, raising=False)
+        m.setattr(utils.augmentations, "ToTensor", v7_tensor, raising=False)
+        torch.save({"epoch": -1, "model": model.half(), "ema": None, "optimizer": None,
+                    "opt": {"model": "yolov5n.pt", "imgsz": 32}, "git": {"commit": "915bbf29"}}, f)
+    loaded = attempt_load(f)
+    assert loaded.names == {0: "a", 1: "b", 2: "c"}
+    crop, tensor, norm = loaded.transforms.transforms
+    assert type(crop) is CenterCrop and type(tensor) is ToTensor and (crop.h, crop.w) == (32, 32)
+    im = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    x = loaded.transforms(im)
+    assert torch.allclose(x, classify_transforms(32)(im), atol=1e-6)
+    assert loaded(x[None]).shape == (1, 3)

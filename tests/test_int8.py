@@ -13,7 +13,7 @@ import export
 from models.backends import DetectMultiBackend
 from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
 from utils.general import non_max_suppression
-from utils.quantize import CalibrationImages, decode_node_names
+from utils.quantize import CalibrationImages, decode_node_names, slices_to_strided
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -60,6 +60,10 @@ def test_int8_folder_metadata_and_int8_layers(exported):
     model = ov.Core().read_model(str(xml))
     kinds = [op.get_type_name() for op in model.get_ops()]
     assert kinds.count("FakeQuantize") >= 20  # convolutions really got int8 inputs
+    # CSPPC's channel slices read one int8 tensor shared with the block's other reader, not a float one
+    slices = [op for op in model.get_ops() if op.get_type_name() in ("Slice", "StridedSlice")]
+    assert slices and all(op.get_type_name() == "StridedSlice" for op in slices)
+    assert all(op.input_value(0).get_node().get_type_name() == "FakeQuantize" for op in slices)
     # the decode after the Detect convolutions stays float: no FakeQuantize feeds the output's subgraph
     decode = set(decode_node_names(model))
     for op in model.get_ops():
@@ -85,6 +89,18 @@ def test_int8_runs_in_detectmultibackend_close_to_fp32(exported):
     top32 = set(y32[0, :, 4].topk(10).indices.tolist())
     top8 = set(y8[0, :, 4].topk(10).indices.tolist())
     assert len(top32 & top8) >= 7
+
+
+def test_slices_to_strided_keeps_outputs(exported):
+    core = ov.Core()
+    onnx_file = str(Path(exported["weights"]).with_suffix(".onnx"))
+    model = ov.convert_model(onnx_file)
+    x = _image().numpy()
+    before = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
+    assert slices_to_strided(model) == 8  # yolov5n-csppc: one slice per CSPPC block
+    assert not [op for op in model.get_ops() if op.get_type_name() == "Slice"]
+    after = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
+    assert np.array_equal(before, after)
 
 
 def test_calibration_images_are_letterboxed_dataset_images(exported):
@@ -146,3 +162,24 @@ def test_val_on_int8_model(exported, tmp_path):
     # its own detections, less val's extra multi-label candidates on the same boxes
     assert maps["fp32"] > 0.7, maps
     assert maps["int8"] > maps["fp32"] - 0.1, maps
+
+
+@pytest.mark.slow
+def test_compare_int8_columns(exported, tmp_path):
+    """benchmarks/compare.py --int8: OpenVINO FP32/INT8 (and BF16 where the CPU has it) latency, ratios and mAP."""
+    from benchmarks import compare
+    from utils.torch_utils import cpu_bf16_supported
+
+    rows = compare.run(cfg=["yolov5n.yaml"], weights=[str(exported["weights"])], data=exported["data"],
+                       imgsz=64, val_imgsz=IMGSZ, runs=2, warmup=1, threads=1, memory=False, int8=True,
+                       int8_images=4, project=tmp_path, name="exp")
+    r = rows[0]
+    assert r["openvino_ms"] > 0 and r["openvino_int8_ms"] > 0 and r["openvino_ratio"] == 1.0
+    assert r["int8_vs_fp32"] == r["openvino_int8_ms"] / r["openvino_ms"]
+    assert 0.0 <= r["map50_95_int8"] <= 1.0 and 0.0 <= r["map50_95_openvino"] <= 1.0
+    assert (r["openvino_bf16_ms"] is not None) == cpu_bf16_supported()
+    table = (tmp_path / "exp" / "compare.md").read_text()
+    assert "| OV FP32 ms |" in table and "INT8 / FP32" in table and "NNCF post-training quantization" in table
+    assert (tmp_path / "exp" / "exports" / "yolov5n_int8_openvino_model").is_dir()
+    with pytest.raises(ValueError, match="--int8 needs --data"):
+        compare.run(cfg=["yolov5n.yaml"], int8=True, project=tmp_path, name="bad")

@@ -95,3 +95,41 @@ def test_backward_through_masks_and_boxes():
     levels, proto = model(torch.rand(1, 3, 64, 64))
     (sum(t.sum() for t in levels) + proto.sum()).backward()
     assert model.model[-1].proto.cv3.conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_v7_format_checkpoint_loads_and_predicts_the_same(tmp_path, fuse):
+    """A checkpoint as YOLOv5 v7.0 saves it: FP16 model whose Segment holds `detect = Detect.forward`."""
+    from models.experimental import attempt_load
+    from models.yolo import Detect
+    from tests.conftest import randomize_bn
+
+    torch.manual_seed(0)
+    model = SegmentationModel("yolov5n-seg.yaml", nc=3)
+    randomize_bn(model)
+    model.model[-1].detect = Detect.forward  # v7.0's instance attribute: pickled as getattr(Detect, 'forward')
+    model.names = {0: "a", 1: "b", 2: "c"}
+    ckpt = {"epoch": -1, "best_fitness": None, "model": model.half(), "ema": None, "updates": None,
+            "optimizer": None, "opt": {}, "git": None, "date": "2022-11-22T00:00:00"}
+    torch.save(ckpt, tmp_path / "seg.pt")
+    loaded = attempt_load(tmp_path / "seg.pt", device=torch.device("cpu"), fuse=fuse)
+    assert isinstance(loaded.model[-1], Segment) and loaded.names == model.names
+    x = torch.rand(1, 3, 96, 64)
+    with torch.no_grad():
+        ref_pred, ref_proto, _ = model.float().eval()(x)
+        pred, proto, _ = loaded(x)
+    assert torch.allclose(pred, ref_pred, rtol=1e-3, atol=1e-3 * float(ref_pred.abs().max()))
+    assert torch.allclose(proto, ref_proto, rtol=1e-3, atol=1e-3 * float(ref_proto.abs().max()))
+
+
+def test_safe_loader_refuses_other_getattr_calls(tmp_path):
+    """The getattr that v7.0 segmentation checkpoints need is allowed for Detect.forward and nothing else."""
+    import pickle
+
+    from models.experimental import _detect_forward_only
+    from models.yolo import Detect
+
+    assert _detect_forward_only(Detect, "forward") is Detect.forward
+    for args in ((Detect, "__init__"), (Detect, "forward", None), (torch, "load")):
+        with pytest.raises(pickle.UnpicklingError, match="getattr"):
+            _detect_forward_only(*args)

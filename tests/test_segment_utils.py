@@ -145,3 +145,42 @@ def test_loss_trains_the_prototypes():
     total.backward()
     assert items.shape == (4,) and torch.isfinite(total)
     assert model.model[-1].proto.cv3.conv.weight.grad.abs().sum() > 0
+
+
+def _reference_seg_item(loss, p, proto, targets, masks):
+    """The mask term written out target by target: for each level and image, the mean over its assigned rows of
+    BCE(coefficients @ prototypes, mask) averaged inside the row's box (mask pixels) and divided by the box's area."""
+    import torch.nn.functional as F
+
+    _, tbox, indices, _, tidxs, xywhn = loss.assign_targets(p, targets)
+    bs, nm, mh, mw = proto.shape
+    total = 0.0
+    for i, (b, a, gj, gi) in enumerate(indices):
+        for img in sorted(set(b.tolist())):
+            terms = []
+            for k in (b == img).nonzero().flatten().tolist():
+                coef = p[i][b[k], a[k], gj[k], gi[k], 5 + loss.nc :]
+                logits = (coef @ proto[img].reshape(nm, -1)).reshape(mh, mw)
+                gt = masks[tidxs[i][k]].float()
+                x, y, w, h = (xywhn[i][k] * torch.tensor([mw, mh, mw, mh])).tolist()
+                x1, y1, x2, y2 = x - w / 2, y - h / 2, x + w / 2, y + h / 2
+                inside = torch.zeros(mh, mw)
+                for r in range(mh):
+                    for c in range(mw):
+                        inside[r, c] = float(x1 <= c < x2 and y1 <= r < y2)
+                bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none")
+                terms.append(float((bce * inside).mean()) / float(xywhn[i][k][2] * xywhn[i][k][3]))
+            total += sum(terms) / len(terms)
+    return total * HYP["box"] / bs
+
+
+def test_mask_loss_matches_a_target_by_target_reference():
+    torch.manual_seed(3)
+    p = [torch.randn(2, 3, 64 // s, 64 // s, 5 + 2 + 32) for s in (8, 16, 32)]
+    proto = torch.randn(2, 32, 16, 16)
+    targets = torch.tensor([[0, 0, 0.3, 0.3, 0.3, 0.3], [0, 1, 0.7, 0.6, 0.4, 0.5], [1, 1, 0.5, 0.5, 0.6, 0.5]])
+    masks = (torch.rand(3, 16, 16) > 0.5).float()
+    _, loss = _loss_setup(overlap=False)
+    _, items = loss((p, proto), targets, masks)
+    ref = _reference_seg_item(loss, p, proto, targets, masks)
+    assert items[1].item() == pytest.approx(ref, rel=1e-4)

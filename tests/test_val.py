@@ -198,7 +198,9 @@ def test_checkpoint_val_outputs(tmp_path, weights, caplog, capsys, monkeypatch):
 def test_run_from_python_logs_results_and_no_fp16_warning_on_cpu(tmp_path, weights, caplog):
     # no set_logging call and no caplog level: importing the package leaves the project logger at INFO
     data_yaml = make_dataset(tmp_path / "ds")
-    for half in (True, False):  # True is run()'s default, as in v7.0; on CPU it must quietly mean FP32
+    # None is run()'s default (v7.0's True: FP16 on CUDA); on CPU it must quietly mean FP32. An explicit half=True
+    # on CPU means bf16 (tests/test_bf16.py)
+    for half in (None, False):
         caplog.clear()
         results, _, _ = val.run(str(data_yaml), weights=str(weights), imgsz=64, batch_size=2, device="cpu",
                                 project=tmp_path / "runs", workers=0, plots=False, half=half)
@@ -206,7 +208,7 @@ def test_run_from_python_logs_results_and_no_fp16_warning_on_cpu(tmp_path, weigh
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert any(m.split()[:3] == ["all", "5", "9"] for m in caplog.messages)
         assert "Speed: " in caplog.text and "Results saved to" in caplog.text
-        if half:
+        if half is None:
             first = results
     assert first == results  # FP32 both times: the same figures
 

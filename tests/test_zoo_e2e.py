@@ -275,7 +275,8 @@ def test_every_block_exports_to_every_supported_format(cfg, tmp_path, caplog):
     with torch.no_grad():
         ref = attempt_load(str(weights))(im)[0]
     for w in written:
-        y = DetectMultiBackend(w)(im)
+        with torch.no_grad():
+            y = DetectMultiBackend(w)(im)
         y = y[0] if isinstance(y, (list, tuple)) else y
         assert float((y - ref).abs().max()) < 1e-3 * float(ref.abs().max()), w
 
@@ -296,3 +297,26 @@ def test_export_names_the_block_a_format_cannot_take(tmp_path, caplog):
     with caplog.at_level("INFO", logger="yolov5"):
         assert export.run(weights=str(weights), include=("onnx",), imgsz=(64, 64)) == []
     assert "Nothing exported: ONNX failed" in caplog.text
+
+
+ZOO_CFGS = sorted(p.name for p in (ROOT / "models" / "hub").glob("*.yaml") if p.name != "anchors.yaml")
+QUICK_CFGS = {"yolov5n6.yaml", "yolov5s-ghost.yaml", "yolov5s-transformer.yaml", "yolov3-tiny.yaml",
+              "yolov5-p34.yaml", "yolov5n6-csppc.yaml"}  # the rest of the hub is marked slow
+
+
+@pytest.mark.parametrize("cfg", [c if c in QUICK_CFGS else pytest.param(c, marks=pytest.mark.slow) for c in ZOO_CFGS])
+def test_every_config_fuses_and_exports(cfg, tmp_path):
+    """Each hub config, at depth 0.33 / width 0.125 (same layers, fewer channels): fused = unfused, ONNX = PyTorch."""
+    model = build(cfg, (0.33, 0.125)).eval()
+    weights = save_v7_checkpoint(randomize_bn(model), tmp_path / "m.pt")
+    imgsz = max(64, int(model.stride.max()))
+    im = torch.rand(1, 3, imgsz, imgsz)
+    with torch.no_grad():
+        ref = model.half().float()(im)[0]  # the weights as the FP16 checkpoint holds them
+        fused = attempt_load(str(weights), fuse=True)
+        got = fused(im)[0]
+    assert float((got - ref).abs().max()) < 1e-3 * float(ref.abs().max())
+    onnx_file = export.run(weights=str(weights), include=("onnx",), imgsz=(imgsz, imgsz))[0]
+    y = DetectMultiBackend(onnx_file)(im)
+    y = y[0] if isinstance(y, (list, tuple)) else y
+    assert float((y - got).abs().max()) < 1e-3 * float(got.abs().max())

@@ -53,6 +53,7 @@ class Loggers:
 
     def __init__(self, save_dir: Path, opt=None, hyp: dict | None = None, include: tuple[str, ...] = ("csv", "tb")):
         self.save_dir = Path(save_dir)
+        self.opt = opt
         self.plots = not getattr(opt, "noplots", False)
         self.keys = RESULTS_KEYS
         self.csv = "csv" in include
@@ -79,12 +80,19 @@ class Loggers:
 
             plot_labels(labels, names, self.save_dir)
 
-    def on_train_batch_end(self, model, ni: int, imgs, targets, paths, vals) -> None:
-        """Save the first three training batches as train_batch0..2.jpg, with their labels."""
+    def on_train_batch_end(self, model, ni: int, imgs, targets, paths, vals, masks=None) -> None:
+        """Save the first three training batches as train_batch0..2.jpg, with their labels (and masks)."""
         if self.plots and ni < 3:
-            from utils.plots import plot_images
+            f = self.save_dir / f"train_batch{ni}.jpg"
+            if masks is None:
+                from utils.plots import plot_images
 
-            plot_images(imgs, targets, paths, self.save_dir / f"train_batch{ni}.jpg")
+                plot_images(imgs, targets, paths, f)
+            else:  # segmentation: masks per target, or one overlap map per image
+                from utils.segment.plots import plot_images_and_masks
+
+                overlap = not getattr(self.opt, "no_overlap", False)
+                plot_images_and_masks(imgs, targets, masks, paths, f, overlap=overlap)
 
     def on_fit_epoch_end(self, vals: list[float], epoch: int, best_fitness: float, fi: float) -> None:
         """One results.csv row per epoch; the same values as TensorBoard scalars."""

@@ -258,6 +258,7 @@ SEGMENT_PANELS = (  # v7.0's 2x8 segmentation results.png: losses, then box (B) 
     "val/box_loss", "val/seg_loss", "val/obj_loss", "val/cls_loss",
     "metrics/mAP_0.5(B)", "metrics/mAP_0.5:0.95(B)", "metrics/mAP_0.5(M)", "metrics/mAP_0.5:0.95(M)",
 )
+CLASSIFY_PANELS = ("train/loss", "metrics/accuracy_top1", "val/loss", "metrics/accuracy_top5")  # 2x2 classification
 
 
 def smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
@@ -307,7 +308,8 @@ def results_figure(frames: dict, panels: tuple[str, ...] = RESULTS_PANELS):
 def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "") -> Path:
     """Save results.png beside the CSV (every results*.csv in dir if given): losses and metrics per epoch.
 
-    Detection runs get v7.0's 2x5 panels, segmentation runs (a train/seg_loss column) its 2x8 ones.
+    Detection runs get v7.0's 2x5 panels, segmentation runs (a train/seg_loss column) its 2x8 ones, classification
+    runs (metrics/accuracy_top1) 2x2 ones.
     """
     import pandas as pd
 
@@ -326,6 +328,8 @@ def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "")
     if not frames:
         raise ValueError(f"No readable results CSV among {[str(f) for f in files]}")
     panels = SEGMENT_PANELS if any("train/seg_loss" in d for d in frames.values()) else RESULTS_PANELS
+    if any("metrics/accuracy_top1" in d for d in frames.values()):
+        panels = CLASSIFY_PANELS
     for stem, data in frames.items():
         missing = [c for c in panels if c not in data]
         if missing:

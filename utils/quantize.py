@@ -25,26 +25,33 @@ class CalibrationImages:
     def __init__(self, data: str | dict, imgsz: int, stride: int = 32, n: int = 300, split: str = "train"):
         if n < 1:
             raise ValueError(f"calibration needs at least 1 image, got {n}")
-        info = check_dataset(data)
-        path = info.get(split)
-        if not path:
-            raise ValueError(f"{data}: no '{split}' split to calibrate INT8 quantization on")
-        # val.py's loader for exported models: square letterbox, no padding margin, no rectangular batches
-        self.dataset = create_dataloader(path, imgsz, 1, stride, pad=0.0, rect=False, workers=0,
-                                         prefix=colorstr("calibration: "))[1]
+        self.dataset = self.load(data, imgsz, stride, split)
         total = len(self.dataset)
         if n > total:
             LOGGER.warning(f"WARNING {data}: {split} split has {total} images, fewer than the {n} asked for "
                            f"calibration; using all {total}")
         self.indices = np.linspace(0, total - 1, min(n, total)).round().astype(int).tolist()
 
+    @staticmethod
+    def load(data: str | dict, imgsz: int, stride: int, split: str):
+        """The dataset to calibrate on: val.py's loader for exported models (square letterbox, no padding margin)."""
+        path = check_dataset(data).get(split)
+        if not path:
+            raise ValueError(f"{data}: no '{split}' split to calibrate INT8 quantization on")
+        return create_dataloader(path, imgsz, 1, stride, pad=0.0, rect=False, workers=0,
+                                 prefix=colorstr("calibration: "))[1]
+
+    def array(self, i: int) -> np.ndarray:
+        """Image i of the dataset as the exported model takes it: float32 1x3xHxW in [0, 1]."""
+        im = self.dataset[i][0].numpy()  # CHW RGB uint8, as val.py reads it
+        return im[None].astype(np.float32) / 255.0
+
     def __len__(self) -> int:
         return len(self.indices)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in tqdm(self.indices, desc="INT8 calibration", bar_format=TQDM_BAR_FORMAT):
-            im = self.dataset[i][0].numpy()  # CHW RGB uint8, as val.py reads it
-            yield (im[None].astype(np.float32) / 255.0)
+            yield self.array(i)
 
 
 def decode_node_names(ov_model) -> list[str]:
@@ -63,6 +70,38 @@ def decode_node_names(ov_model) -> list[str]:
     return names
 
 
+def slices_to_strided(ov_model) -> int:
+    """Rewrite constant Slice nodes as the equal StridedSlice, in place; returns how many were rewritten.
+
+    NNCF moves quantizers up through StridedSlice but not through Slice, so a CSPPC block's channel slice would get its
+    own quantizer after a float Slice, and the convolution before it could not emit int8 for both of its readers.
+    """
+    import openvino.opset13 as ops
+
+    n = 0
+    for node in ov_model.get_ordered_ops():
+        if node.get_type_name() != "Slice" or node.get_input_partial_shape(0).rank.is_dynamic:
+            continue
+        args = [node.input_value(i).get_node() for i in range(1, node.get_input_size())]
+        if len(args) < 4 or any(a.get_type_name() != "Constant" for a in args):
+            continue
+        start, stop, step, axes = (a.get_data().astype(np.int64).ravel() for a in args[:4])
+        rank = node.get_input_partial_shape(0).rank.get_length()
+        begin, end, strides = np.zeros(rank, np.int64), np.zeros(rank, np.int64), np.ones(rank, np.int64)
+        mask = [1] * rank  # 1: this axis is taken whole
+        for a, b, e, st in zip(axes, start, stop, step):
+            a = int(a) % rank
+            begin[a], end[a], strides[a], mask[a] = b, e, st, 0
+        new = ops.strided_slice(node.input_value(0), ops.constant(begin), ops.constant(end), ops.constant(strides),
+                                begin_mask=mask, end_mask=mask)
+        new.set_friendly_name(node.get_friendly_name())
+        node.output(0).replace(new.output(0))
+        n += 1
+    if n:
+        ov_model.validate_nodes_and_infer_types()
+    return n
+
+
 def _is_bias_add(node) -> bool:
     """True for the Add that applies a convolution's bias: it belongs to the layer, which is quantized."""
     inputs = [node.input_value(i).get_node().get_type_name() for i in range(node.get_input_size())]
@@ -76,6 +115,9 @@ def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bo
         import nncf
     except ImportError as e:
         raise ImportError("INT8 export needs the 'nncf' package: pip install nncf") from e
+    rewritten = slices_to_strided(ov_model)
+    if rewritten:
+        LOGGER.info(f"{prefix} {rewritten} channel slices rewritten as StridedSlice so they pass int8 through")
     ignored = None
     if keep_decode_float:
         names = decode_node_names(ov_model)

@@ -22,6 +22,26 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameter numbers
 MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit systems
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bf16 natively
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS or Windows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):  # x86 and ARM spellings
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX-BF16), so bf16 inference is faster, not emulated."""
+    return any(f in cpu_flags() for f in BF16_CPU_FLAGS)
+
+
 def tune_cpu_allocator(enable: bool | None = None) -> bool:
     """Keep freed CPU tensor memory in the heap (glibc only), so inference stops page-faulting it back every pass.
 

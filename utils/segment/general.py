@@ -92,3 +92,20 @@ def masks2segments(masks: torch.Tensor, strategy: str = "largest") -> list[np.nd
         else:
             segments.append(max(contours, key=len).reshape(-1, 2).astype(np.float32))
     return segments
+
+
+def scale_segments(img1_shape: tuple[int, int], segments: np.ndarray, img0_shape: tuple[int, ...], ratio_pad=None,
+                   normalize: bool = False) -> np.ndarray:
+    """Polygon points (k, 2) from a letterboxed image (img1_shape) to the original image, clipped to it."""
+    if ratio_pad is None:
+        gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
+        pad = (img1_shape[1] - img0_shape[1] * gain) / 2, (img1_shape[0] - img0_shape[0] * gain) / 2
+    else:
+        gain, pad = ratio_pad[0][0], ratio_pad[1]
+    segments = np.array(segments, dtype=np.float32).reshape(-1, 2)
+    segments[:, 0] = ((segments[:, 0] - pad[0]) / gain).clip(0, img0_shape[1])
+    segments[:, 1] = ((segments[:, 1] - pad[1]) / gain).clip(0, img0_shape[0])
+    if normalize:
+        segments[:, 0] /= img0_shape[1]
+        segments[:, 1] /= img0_shape[0]
+    return segments

@@ -1,0 +1,159 @@
+"""Classify images, videos, folders, globs and streams with a YOLOv5 classifier; label each with its top-5 classes.
+
+Usage - sources:
+    python classify/predict.py --weights best.pt --source img.jpg      # image; also vid.mp4, path/, 'path/*.jpg', 0
+
+Usage - formats:
+    python classify/predict.py --weights best.pt                 # PyTorch
+                                         best.torchscript        # TorchScript
+                                         best.onnx               # ONNX Runtime or OpenCV DNN with --dnn
+                                         best_openvino_model     # OpenVINO
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+FILE = Path(__file__).resolve()
+ROOT = FILE.parents[1]
+if str(ROOT) not in sys.path[:1]:  # first: `import train` / `import detect` must find the root scripts, not ours
+    sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import detect  # noqa: E402
+from models.backends import DetectMultiBackend  # noqa: E402
+from utils.classify_data import classify_transforms  # noqa: E402
+from utils.general import (  # noqa: E402
+    LOGGER,
+    Profile,
+    check_img_size,
+    check_imshow,
+    inactive_options,
+    increment_path,
+    print_args,
+    set_logging,
+)
+from utils.plots import Annotator  # noqa: E402
+from utils.sources import LoadImages, LoadStreams, is_stream_source  # noqa: E402
+from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
+
+
+def top5(prob: torch.Tensor) -> list[int]:
+    """Indices of the five most probable classes (fewer when there are fewer), most probable first."""
+    return prob.argsort(0, descending=True)[:5].tolist()
+
+
+def draw_top5(im: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Write the lines at the top-left, outlined, scaled down so that they fit images as small as 32 px."""
+    h, w = im.shape[:2]
+    annotator = Annotator(im)
+    margin = max(2, round(min(h, w) * 0.04))
+    widest = max(cv2.getTextSize(x, 0, 1.0, 1)[0][0] for x in lines)
+    annotator.fs = min(annotator.fs, (w - 2 * margin) / widest, (h - 2 * margin) / len(lines) / 30)
+    annotator.tf = max(1, min(annotator.tf, round(annotator.fs * 2)))
+    step = 30 * annotator.fs  # a Hershey line is ~22 px tall at scale 1, plus spacing
+    for k, line in enumerate(lines):
+        xy = (margin, margin + k * step)
+        annotator.tf += 1
+        annotator.text(xy, line, txt_color=(0, 0, 0))  # outline: readable on light and dark backgrounds
+        annotator.tf -= 1
+        annotator.text(xy, line, txt_color=(255, 255, 255))
+    return annotator.result()
+
+
+@smart_inference_mode()
+def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT / "data/images",
+        data: str | Path | None = None, imgsz: tuple[int, int] = (224, 224), device: str = "", view_img: bool = False,
+        save_txt: bool = False, nosave: bool = False, augment: bool = False, visualize: bool = False,
+        update: bool = False, project: str | Path = ROOT / "runs/predict-cls", name: str = "exp",
+        exist_ok: bool = False, half: bool = False, dnn: bool = False, vid_stride: int = 1, **detection) -> Path:
+    """Classify every image or frame of source; returns the run folder.
+
+    detection takes detect.py's box options (the parser is shared): accepted, reported when set, otherwise unused.
+    """
+    unused = inactive_options(detection, detection_only_options(), "a classifier has no boxes")
+    if unused:
+        LOGGER.warning(unused)
+    if augment or visualize:
+        LOGGER.warning("WARNING --augment and --visualize have no classification form; ignored")
+    source, save_img = str(source), not nosave
+    webcam = is_stream_source(source)
+    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
+    (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
+
+    device = select_device(device)
+    model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, fp16=half)
+    names = model.names
+    imgsz = check_img_size(list(imgsz) * (2 if len(imgsz) == 1 else 1), s=model.stride)
+    view_img = view_img and check_imshow(warn=True)
+    loader = LoadStreams if webcam else LoadImages
+    dataset = loader(source, img_size=imgsz, transforms=classify_transforms(imgsz[0]), vid_stride=vid_stride)
+
+    videos, seen, dt = detect.VideoSink(), 0, (Profile(device=device), Profile(device=device), Profile(device=device))
+    for path, im, im0s, vid_cap, s in dataset:
+        with dt[0]:
+            x = torch.as_tensor(im).to(device)
+            x = (x.half() if model.fp16 else x.float())
+            x = x[None] if x.ndim == 3 else x
+        with dt[1]:
+            logits = model(x)
+        with dt[2]:
+            prob = F.softmax(logits.float(), dim=1)
+        for i, p in enumerate(prob):
+            seen += 1
+            f, im0, frame, tag = detect.source_item(dataset, path, im0s, i, webcam)
+            s += tag
+            best = top5(p)
+            lines = [f"{p[j]:.2f} {names[j]}" for j in best]  # v7.0's label and --save-txt lines
+            s += f"{x.shape[2]}x{x.shape[3]} " + ", ".join(f"{names[j]} {p[j]:.2f}" for j in best) + ", "
+            im0 = draw_top5(im0, lines)
+            if save_txt:
+                stem = f.stem + ("" if dataset.mode == "image" else f"_{frame}")
+                with open(save_dir / "labels" / f"{stem}.txt", "a") as fh:
+                    fh.write("\n".join(lines) + "\n")
+            if view_img:
+                cv2.imshow(str(f), im0)
+                cv2.waitKey(1)
+            if save_img:
+                if dataset.mode == "image":
+                    cv2.imwrite(str(save_dir / f.name), im0)
+                else:
+                    videos.write(save_dir / f.name if not webcam else save_dir / f"{f.stem}_{i}", im0, vid_cap)
+        LOGGER.info(f"{s}{dt[1].dt * 1e3:.1f}ms")
+    videos.release()
+
+    detect.finish([x.t for x in dt], seen, imgsz, save_dir, save_txt, save_img, weights if update else None,
+                  post="post-process")
+    return save_dir
+
+
+def main(opt: argparse.Namespace) -> Path:
+    """Echo the flags, then classify."""
+    print_args(vars(opt))
+    return run(**vars(opt))
+
+
+def detection_only_options() -> dict[str, tuple[str, object, str]]:
+    """detect.py's options that run() has no parameter for, as {dest: (flag, default, 'detection')}."""
+    params = inspect.signature(run).parameters
+    return {a.dest: (a.option_strings[0], a.default, "detection") for a in detect.build_parser()._actions
+            if a.option_strings and a.dest not in params and a.dest != "help"}
+
+
+def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
+    """detect.py's flags (one parser for every predictor) with a classifier's defaults: 224 px, runs/predict-cls."""
+    parser = detect.build_parser("Classify images with a YOLOv5 classifier")
+    parser.set_defaults(weights=ROOT / "yolov5s-cls.pt", imgsz=[224], project=ROOT / "runs/predict-cls")
+    return detect.parse_opt(argv, parser)
+
+
+if __name__ == "__main__":
+    set_logging()
+    main(parse_opt())

@@ -1,0 +1,144 @@
+"""segment/train.py, segment/val.py, segment/predict.py and segmentation exports, end to end on tiny data."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import export
+from models.backends import DetectMultiBackend
+from segment import predict, train, val
+from utils.shapes import NAMES, generate_shapes_dataset
+
+
+@pytest.fixture(scope="module")
+def seg_data(tmp_path_factory):
+    root = generate_shapes_dataset(tmp_path_factory.mktemp("segdata") / "shapes-seg", train=8, val=4, imgsz=96,
+                                   segments=True)
+    f = root.parent / "seg.yaml"
+    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
+                                 "names": dict(enumerate(NAMES))}))
+    return f
+
+
+@pytest.fixture(scope="module")
+def seg_run(seg_data, tmp_path_factory):
+    project = tmp_path_factory.mktemp("segruns")
+    opt = train.run(data=str(seg_data), cfg="yolov5n-seg-csppc.yaml", imgsz=64, epochs=1, batch_size=4, workers=0,
+                    project=str(project), name="exp", noplots=False)
+    return project / "exp", opt
+
+
+def test_gt_masks_from_an_overlap_map():
+    overlap = torch.tensor([[[0, 1, 1], [2, 2, 1], [0, 0, 2]]], dtype=torch.float32)
+    masks = val.gt_masks_for(overlap, 2, overlap=True)
+    assert masks.shape == (2, 3, 3) and masks[0].sum() == 3 and masks[1].sum() == 3 and masks[0, 0, 1] == 1
+
+
+def test_mask_matching_uses_mask_iou():
+    """Two detections with the same box: only the one whose mask covers the instance is correct."""
+    det = torch.tensor([[0.0, 0, 8, 8, 0.9, 0], [0.0, 0, 8, 8, 0.8, 0]])
+    labels = torch.tensor([[0.0, 0, 0, 8, 8]])
+    gt = torch.zeros(1, 8, 8)
+    gt[0, :4] = 1  # the top half
+    pred = torch.zeros(2, 8, 8)
+    pred[0, 4:] = 1  # the wrong half: mask IoU 0
+    pred[1, :4] = 1  # exact
+    correct = val.match_masks(det, labels, torch.tensor([0.5, 0.95]), pred, gt)
+    assert correct.tolist() == [[False, False], [True, True]]
+
+
+@pytest.mark.slow
+def test_train_writes_a_segmentation_run(seg_run):
+    save_dir, opt = seg_run
+    assert (save_dir / "weights" / "best.pt").is_file() and (save_dir / "weights" / "last.pt").is_file()
+    header = (save_dir / "results.csv").read_text().splitlines()[0]
+    assert "train/seg_loss" in header and "metrics/mAP_0.5:0.95(M)" in header
+    assert (save_dir / "results.png").is_file() and (save_dir / "val_batch0_pred.jpg").is_file()
+    assert opt.mask_ratio == 4 and not opt.no_overlap
+
+
+@pytest.mark.slow
+def test_val_prints_box_and_mask_columns(seg_run, seg_data, tmp_path, caplog, capsys):
+    save_dir, _ = seg_run
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        results, maps, times = val.run(data=str(seg_data), weights=str(save_dir / "weights" / "best.pt"), imgsz=64,
+                                       batch_size=2, project=str(tmp_path), name="v", plots=False)
+    text = caplog.text
+    header = capsys.readouterr().err  # the column header is the progress bar's description, as in YOLOv5
+    assert "Box(P" in header and "Mask(P" in header and "mAP50-95)" in header
+    row = next(line for line in text.splitlines() if " all " in line).split()
+    row = row[row.index("all"):]
+    assert row[1] == "4" and len(row) == 11  # all, images, instances, 4 box and 4 mask figures
+    assert len(results) == 12 and len(maps) == 6 and len(times) == 3
+    assert all(0 <= x <= 1 for x in results[:8])
+
+
+@pytest.mark.slow
+def test_predict_draws_and_writes_polygons(seg_run, seg_data, tmp_path):
+    save_dir, _ = seg_run
+    out = predict.run(weights=str(save_dir / "weights" / "best.pt"), source=str(seg_data.parent / "shapes-seg" /
+                      "images" / "val"), imgsz=(64,), conf_thres=0.001, max_det=3, save_txt=True,
+                      project=str(tmp_path), name="p")
+    assert len(list(out.glob("*.jpg"))) == 4
+    for f in out.glob("labels/*.txt"):
+        for line in f.read_text().splitlines():
+            v = line.split()
+            assert int(v[0]) in range(6) and len(v) >= 7 and len(v) % 2 == 1  # class + (x, y) pairs
+            assert all(0 <= float(x) <= 1 for x in v[1:])
+
+
+def test_write_polygons_outlines_each_mask(tmp_path):
+    masks = torch.zeros(2, 20, 40)
+    masks[0, 5:15, 10:20] = 1
+    det = torch.tensor([[10.0, 5, 20, 15, 0.9, 2], [0, 0, 1, 1, 0.5, 1]])  # the second mask is empty: no line
+    predict.write_polygons(tmp_path / "a.txt", det, masks, (20, 40, 3), save_conf=True)
+    lines = (tmp_path / "a.txt").read_text().splitlines()
+    assert len(lines) == 1
+    v = [float(x) for x in lines[0].split()]
+    xy = np.array(v[1:-1]).reshape(-1, 2)
+    assert v[0] == 2 and v[-1] == pytest.approx(0.9)
+    assert xy[:, 0].min() == pytest.approx(10 / 40) and xy[:, 0].max() == pytest.approx(19 / 40)
+    assert xy[:, 1].min() == pytest.approx(5 / 20) and xy[:, 1].max() == pytest.approx(14 / 20)
+
+
+@pytest.mark.slow
+def test_onnx_export_has_prototypes_and_validates_like_pytorch(seg_run, seg_data, tmp_path):
+    save_dir, _ = seg_run
+    best = save_dir / "weights" / "best.pt"
+    f = export.run(weights=str(best), imgsz=(64,), include=("onnx",))[0]
+    backend = DetectMultiBackend(f, device=torch.device("cpu"))
+    y = backend(torch.rand(1, 3, 64, 64))
+    assert len(y) == 2 and y[0].shape == (1, 3 * (64 + 16 + 4), 5 + 6 + 32) and y[1].shape == (1, 32, 16, 16)
+    kw = dict(data=str(seg_data), imgsz=64, batch_size=1, project=str(tmp_path), plots=False, conf_thres=0.001)
+    r_pt = val.run(weights=str(best), name="pt", **kw)[0]
+    r_onnx = val.run(weights=f, name="onnx", **kw)[0]
+    assert np.allclose(r_pt[:8], r_onnx[:8], atol=2e-3)
+
+
+
+def test_train_batch_mosaics_tint_the_masks(tmp_path):
+    """Loggers draws train_batch*.jpg with masks when the batch has them; pixels inside a mask change colour."""
+    import argparse
+
+    import cv2
+
+    from utils.loggers import Loggers
+
+    imgs = torch.full((2, 3, 64, 64), 0.5)
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.5, 0.5], [1, 2, 0.25, 0.25, 0.25, 0.25]])
+    overlap = torch.zeros(2, 64, 64)
+    overlap[0, 20:44, 20:44] = 1
+    overlap[1, 10:20, 10:20] = 1
+    plain = Loggers(tmp_path / "a", argparse.Namespace(noplots=False), include=())
+    masked = Loggers(tmp_path / "b", argparse.Namespace(noplots=False, no_overlap=False), include=())
+    for lg in (plain, masked):
+        lg.save_dir.mkdir()
+    plain.on_train_batch_end(None, 0, imgs, targets, ["a.jpg", "b.jpg"], [])
+    masked.on_train_batch_end(None, 0, imgs, targets, ["a.jpg", "b.jpg"], [], overlap)
+    a, b = (cv2.imread(str(d / "train_batch0.jpg")).astype(int) for d in (plain.save_dir, masked.save_dir))
+    assert a.shape == b.shape
+    assert np.abs(a[28:36, 28:36] - b[28:36, 28:36]).max() > 30  # inside the first image's mask: tinted
+    assert np.abs(a[50:60, 2:8] - b[50:60, 2:8]).max() < 10  # outside every mask: the same
