@@ -158,11 +158,12 @@ def plot(project: Path, summary: list[dict]) -> Path:
     """mAP50-95 (mean, 95% interval as error bars) against CPU latency and against parameters."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), tight_layout=True)
-    for ax, key, label in zip(axes, ("latency_ms", "params"), ("fused CPU latency (ms, batch 1)", "parameters")):
+    for ax, key, label, scale in zip(axes, ("latency_ms", "params"),
+                                     ("fused CPU latency (ms, batch 1)", "parameters (millions)"), (1, 1e-6)):
         for s in summary:
             m = s["mAP50-95"]
             err = 0.0 if m["n"] < 2 else (m["ci_hi"] - m["ci_lo"]) / 2
-            ax.errorbar(s[key], m["mean"], yerr=err, fmt="o", capsize=4, label=s["model"])
+            ax.errorbar(s[key] * scale, m["mean"], yerr=err, fmt="o", capsize=4, label=s["model"])
         ax.set_xlabel(label)
         ax.set_ylabel("mAP50-95 (mean, 95% CI)")
         ax.grid(alpha=0.3)
