@@ -228,10 +228,12 @@ class AutoShape(nn.Module):
         self.model = model.eval()
         self.names = model.names
         self.stride = int(model.stride) if self.dmb else max(int(model.stride.max()), 32)
+        self.nm = 0  # mask coefficients per prediction (segmentation models): dropped, Detections hold boxes
         if self.pt:
             m = self.model.model.model[-1] if self.dmb else self.model.model[-1]
             m.inplace = False  # safe for multithreaded inference
             m.export = True  # return only the decoded predictions
+            self.nm = getattr(m, "nm", 0)
 
     def _apply(self, fn):
         # to(), cpu(), cuda(), half() must also move the Detect head's non-buffer tensors
@@ -274,7 +276,8 @@ class AutoShape(nn.Module):
             y = self.model(x, augment=augment)
             t.append(time_sync())
             y = non_max_suppression(y if self.dmb else y[0], self.conf, self.iou, self.classes, self.agnostic,
-                                    self.multi_label, max_det=self.max_det)
+                                    self.multi_label, max_det=self.max_det, nm=self.nm)
+            y = [d[:, :6] for d in y]  # boxes, confidences, classes (a segmentation model's masks are not kept)
             for i in range(n):
                 scale_boxes(shape1, y[i][:, :4], shape0[i])
             t.append(time_sync())

@@ -142,3 +142,35 @@ def test_train_batch_mosaics_tint_the_masks(tmp_path):
     assert a.shape == b.shape
     assert np.abs(a[28:36, 28:36] - b[28:36, 28:36]).max() > 30  # inside the first image's mask: tinted
     assert np.abs(a[50:60, 2:8] - b[50:60, 2:8]).max() < 10  # outside every mask: the same
+
+
+@pytest.mark.slow
+def test_hub_custom_on_a_segmentation_checkpoint_returns_detections(seg_run):
+    """torch.hub's custom entry point (AutoShape) on a segmentation .pt: boxes with 6 columns, masks not kept."""
+    import hubconf
+
+    save_dir, _ = seg_run
+    model = hubconf.custom(str(save_dir / "weights" / "best.pt"), _verbose=False)
+    model.conf = 0.001
+    results = model(np.full((64, 96, 3), 114, dtype=np.uint8), size=64)
+    det = results.xyxy[0]
+    assert det.ndim == 2 and det.shape[1] == 6
+    assert (det[:, 5] >= 0).all() and (det[:, 5] < 6).all()  # classes, not mask coefficients
+
+
+@pytest.mark.slow
+def test_predict_with_onnx_matches_pytorch_labels(seg_run, seg_data, tmp_path):
+    save_dir, _ = seg_run
+    best = save_dir / "weights" / "best.pt"
+    f = export.run(weights=str(best), imgsz=(64,), include=("onnx",))[0]
+    src = seg_data.parent / "shapes-seg" / "images" / "val"
+    kw = dict(source=str(src), imgsz=(64,), conf_thres=0.001, max_det=3, save_txt=True, save_conf=True,
+              project=str(tmp_path))
+    out_pt, out_onnx = predict.run(weights=str(best), name="pt", **kw), predict.run(weights=f, name="onnx", **kw)
+    assert len(list(out_onnx.glob("*.jpg"))) == 4
+    for a in out_pt.glob("labels/*.txt"):
+        b = out_onnx / "labels" / a.name
+        la, lb = a.read_text().splitlines(), b.read_text().splitlines()
+        assert len(la) == len(lb)
+        for x, y in zip(la, lb):
+            assert x.split()[0] == y.split()[0] and abs(float(x.split()[-1]) - float(y.split()[-1])) < 1e-3
