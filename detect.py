@@ -143,7 +143,8 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
     device = select_device(device)
     model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, fp16=half)
     stride, names, pt = model.stride, model.names, model.pt
-    imgsz = check_img_size(list(imgsz) * (2 if len(imgsz) == 1 else 1), s=stride)
+    imgsz = [imgsz] if isinstance(imgsz, int) else list(imgsz)  # run(imgsz=640) from Python, as well as (h, w)
+    imgsz = check_img_size(imgsz * (2 if len(imgsz) == 1 else 1), s=stride)
     view_img = view_img and check_imshow(warn=True)
     if (augment or visualize) and not pt:
         LOGGER.warning(f"WARNING --augment and --visualize need a PyTorch .pt model; ignored for {weights}")

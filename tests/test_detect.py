@@ -19,7 +19,7 @@ from tests.fixtures.inference import (
     shapes_image,
     write_video,
 )
-from utils.general import non_max_suppression, scale_boxes
+from utils.general import ROOT, non_max_suppression, scale_boxes
 from utils.sources import LoadImages
 
 IMGSZ = 160
@@ -170,3 +170,13 @@ def test_update_leaves_exports_alone(weights, images, tmp_path, caplog):
         _run(onnx_file, images / "square.jpg", tmp_path, imgsz=(64, 64), nosave=True, update=True)
     assert f"--update only applies to .pt checkpoints; {onnx_file} left unchanged" in caplog.text
     assert open(onnx_file, "rb").read() == before
+
+
+def test_run_takes_an_int_image_size(tmp_path):
+    """detect.run(imgsz=64) from Python works like imgsz=(64,) on the command line."""
+    from tests.fixtures.inference import make_checkpoint
+
+    w = make_checkpoint(tmp_path / "tiny.pt")
+    out = detect.run(weights=w, source=str(ROOT / "data" / "images"), imgsz=64, project=str(tmp_path), name="i",
+                     nosave=True, save_txt=True, conf_thres=0.001)
+    assert out.is_dir()
