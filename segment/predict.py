@@ -34,7 +34,13 @@ from utils.general import (  # noqa: E402
     set_logging,
 )
 from utils.plots import Annotator, colors  # noqa: E402
-from utils.segment.general import masks2segments, process_mask, process_mask_native, scale_segments  # noqa: E402
+from utils.segment.general import (  # noqa: E402
+    masks2segments,
+    process_mask,
+    process_mask_native,
+    scale_image,
+    scale_segments,
+)
 from utils.segment.plots import overlay_masks  # noqa: E402
 from utils.sources import LoadImages, LoadStreams, is_stream_source  # noqa: E402
 from utils.torch_utils import select_device, smart_inference_mode, time_sync  # noqa: E402
@@ -48,12 +54,7 @@ def masks_for_image(proto: torch.Tensor, det: torch.Tensor, input_shape: tuple[i
         return process_mask_native(proto, det[:, 6:], det[:, :4], im0_shape[:2])
     masks = process_mask(proto, det[:, 6:], det[:, :4], input_shape, upsample=True)  # at the input size
     det[:, :4] = scale_boxes(input_shape, det[:, :4], im0_shape).round()
-    m = masks.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
-    gain = min(input_shape[0] / im0_shape[0], input_shape[1] / im0_shape[1])
-    top, left = int((input_shape[0] - im0_shape[0] * gain) / 2), int((input_shape[1] - im0_shape[1] * gain) / 2)
-    m = m[top : top + round(im0_shape[0] * gain), left : left + round(im0_shape[1] * gain)]
-    m = cv2.resize(m, (im0_shape[1], im0_shape[0]), interpolation=cv2.INTER_LINEAR)
-    m = m[:, :, None] if m.ndim == 2 else m
+    m = scale_image(input_shape, masks.permute(1, 2, 0).cpu().numpy().astype(np.uint8), im0_shape)
     return torch.from_numpy(m).permute(2, 0, 1).to(det.device)
 
 
@@ -120,11 +121,8 @@ def run(weights: str | Path = ROOT / "yolov5s-seg.pt", source: str | Path = ROOT
 
         for i, det in enumerate(pred):
             seen += 1
-            if webcam:
-                p, im0, frame = Path(path[i]), im0s[i].copy(), dataset.count
-                s += f"{i}: "
-            else:
-                p, im0, frame = Path(path), im0s.copy(), getattr(dataset, "frame", 0)
+            p, im0, frame, tag = detect.source_item(dataset, path, im0s, i, webcam)
+            s += tag
             save_path = save_dir / p.name
             txt_file = save_dir / "labels" / (p.stem + ("" if dataset.mode == "image" else f"_{frame}") + ".txt")
             s += f"{x.shape[2]}x{x.shape[3]} "

@@ -38,7 +38,6 @@ from utils.general import (  # noqa: E402
     scale_boxes,
     set_logging,
     xywh2xyxy,
-    xyxy2xywh,
 )
 from utils.metrics import ConfusionMatrix, match_predictions  # noqa: E402
 from utils.plots import output_to_target  # noqa: E402
@@ -73,14 +72,12 @@ def save_one_json(predn: torch.Tensor, jdict: list, path: Path, class_map: list[
     """Append COCO-style results with run-length-encoded masks (masks: (h, w, n) at the original image size)."""
     from pycocotools.mask import encode  # requirements.txt installs it; only --save-json needs it
 
-    image_id = int(path.stem) if path.stem.isnumeric() else path.stem
-    box = xyxy2xywh(predn[:, :4])
-    box[:, :2] -= box[:, 2:] / 2  # COCO boxes are top-left corner and size
-    for i, (p, b) in enumerate(zip(predn.tolist(), box.tolist())):
+    n = len(jdict)
+    detect_val.save_one_json(predn, jdict, path, class_map)  # the box entries, then each one's mask
+    for i, entry in enumerate(jdict[n:]):
         rle = encode(np.asarray(masks[:, :, i : i + 1] > 0.5, order="F", dtype="uint8"))[0]
         rle["counts"] = rle["counts"].decode("utf-8")
-        jdict.append({"image_id": image_id, "category_id": class_map[int(p[5])], "bbox": [round(x, 3) for x in b],
-                      "score": round(p[4], 5), "segmentation": rle})
+        entry["segmentation"] = rle
 
 
 @smart_inference_mode()
