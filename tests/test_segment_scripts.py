@@ -192,3 +192,15 @@ def test_predict_with_onnx_matches_pytorch_labels(seg_run, seg_data, tmp_path):
         assert len(la) == len(lb)
         for x, y in zip(la, lb):
             assert x.split()[0] == y.split()[0] and abs(float(x.split()[-1]) - float(y.split()[-1])) < 1e-3
+
+
+@pytest.mark.slow
+def test_val_save_json_has_a_mask_per_box(seg_run, seg_data, tmp_path):
+    import json
+
+    save_dir, _ = seg_run
+    val.run(data=str(seg_data), weights=str(save_dir / "weights" / "best.pt"), imgsz=64, batch_size=2,
+            project=str(tmp_path), name="j", plots=False, save_json=True)
+    entries = json.loads((tmp_path / "j" / "best_predictions.json").read_text())
+    assert entries and all(set(e) == {"image_id", "category_id", "bbox", "score", "segmentation"} for e in entries)
+    assert all(e["segmentation"]["size"] == [96, 96] for e in entries)  # RLE at the original image size

@@ -184,3 +184,10 @@ def test_mask_loss_matches_a_target_by_target_reference():
     _, items = loss((p, proto), targets, masks)
     ref = _reference_seg_item(loss, p, proto, targets, masks)
     assert items[1].item() == pytest.approx(ref, rel=1e-4)
+
+
+def test_scale_image_resizes_more_masks_than_opencv_takes_at_once():
+    m = np.zeros((8, 8, 300), dtype=np.uint8)
+    m[2:6, :4, 299] = 1
+    out = scale_image((8, 8), m, (10, 20))
+    assert out.shape == (10, 20, 300) and out[:, :9, 299].min() == 1 and out[..., :299].max() == 0

@@ -67,8 +67,14 @@ def scale_image(im1_shape: tuple[int, int], masks: np.ndarray, im0_shape: tuple[
     if masks.shape[:2] != tuple(im1_shape[:2]):
         raise ValueError(f"masks of shape {masks.shape[:2]} do not have the letterboxed input's shape {im1_shape[:2]}")
     top, left, bottom, right = _unpadded_window(im1_shape, im0_shape, ratio_pad)
-    masks = cv2.resize(np.ascontiguousarray(masks[top:bottom, left:right]), (im0_shape[1], im0_shape[0]))
-    return masks[:, :, None] if masks.ndim == 2 else masks
+    masks = masks[top:bottom, left:right]
+    masks = masks[:, :, None] if masks.ndim == 2 else masks
+    size = (im0_shape[1], im0_shape[0])
+    parts = []
+    for i in range(0, max(masks.shape[2], 1), 128):  # cv2.resize takes at most 128 channels (OpenCV 5): in groups
+        m = cv2.resize(np.ascontiguousarray(masks[:, :, i : i + 128]), size)
+        parts.append(m[:, :, None] if m.ndim == 2 else m)
+    return np.concatenate(parts, 2)
 
 
 def mask_iou(mask1: torch.Tensor, mask2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
