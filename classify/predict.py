@@ -30,18 +30,10 @@ import torch.nn.functional as F  # noqa: E402
 import detect  # noqa: E402
 from models.backends import DetectMultiBackend  # noqa: E402
 from utils.classify_data import classify_transforms  # noqa: E402
-from utils.general import (  # noqa: E402
-    LOGGER,
-    Profile,
-    check_img_size,
-    check_imshow,
-    inactive_options,
-    increment_path,
-    print_args,
-    set_logging,
-)
+from utils.general import LOGGER, inactive_options, print_args, set_logging  # noqa: E402
 from utils.plots import Annotator  # noqa: E402
-from utils.sources import LoadImages, LoadStreams, is_stream_source  # noqa: E402
+from utils.predictor import ImageDest, PredictOptions, Predictor  # noqa: E402
+from utils.sources import LoadImages, LoadStreams  # noqa: E402
 from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
 
 
@@ -68,13 +60,42 @@ def draw_top5(im: np.ndarray, lines: list[str]) -> np.ndarray:
     return annotator.result()
 
 
+class ClassificationPredictor(Predictor):
+    """The shared predict loop with a classifier: softmax, the top-5 classes logged, drawn and written."""
+
+    post_stage = "post-process"
+
+    def load_source(self, source: str, webcam: bool):
+        """Images center-cropped and normalised as in classification training."""
+        loader = LoadStreams if webcam else LoadImages
+        return loader(source, img_size=self.imgsz, transforms=classify_transforms(self.imgsz[0]),
+                      vid_stride=self.opt.vid_stride)
+
+    def postprocess(self, out: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
+        """Class probabilities, one row per image."""
+        return list(F.softmax(out.float(), dim=1))
+
+    def prepare(self, prob: torch.Tensor, x: torch.Tensor, shape: tuple[int, ...]) -> str:
+        """The top-5 classes with their probabilities."""
+        return ", ".join(f"{self.names[j]} {prob[j]:.2f}" for j in top5(prob)) + ", "
+
+    def render(self, prob: torch.Tensor, im: np.ndarray, dest: ImageDest, draw: bool) -> np.ndarray:
+        """v7.0's top-5 lines ('0.93 circle') into --save-txt's file and onto the image."""
+        lines = [f"{prob[j]:.2f} {self.names[j]}" for j in top5(prob)]
+        if self.opt.save_txt:
+            with open(dest.labels, "a") as fh:
+                fh.write("\n".join(lines) + "\n")
+        return draw_top5(im, lines) if draw else im
+
+
 @smart_inference_mode()
 def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT / "data/images",
         data: str | Path | None = None, imgsz: tuple[int, int] = (224, 224), device: str = "", view_img: bool = False,
         save_txt: bool = False, nosave: bool = False, augment: bool = False, visualize: bool = False,
         update: bool = False, project: str | Path = ROOT / "runs/predict-cls", name: str = "exp",
-        exist_ok: bool = False, half: bool = False, dnn: bool = False, vid_stride: int = 1, **detection) -> Path:
-    """Classify every image or frame of source; returns the run folder.
+        exist_ok: bool = False, half: bool = False, dnn: bool = False, vid_stride: int = 1, prefetch: bool = True,
+        **detection) -> Path:
+    """Classify every image or frame of source; returns the run folder (prefetch: as in detect.run).
 
     detection takes detect.py's box options (the parser is shared): accepted, reported when set, otherwise unused.
     """
@@ -83,54 +104,12 @@ def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT
         LOGGER.warning(unused)
     if augment or visualize:
         LOGGER.warning("WARNING --augment and --visualize have no classification form; ignored")
-    source, save_img = str(source), not nosave
-    webcam = is_stream_source(source)
-    save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
-    (save_dir / "labels" if save_txt else save_dir).mkdir(parents=True, exist_ok=True)
-
-    device = select_device(device)
-    model = DetectMultiBackend(weights, device=device, dnn=dnn, data=data, fp16=half)
-    names = model.names
-    imgsz = check_img_size(list(imgsz) * (2 if len(imgsz) == 1 else 1), s=model.stride)
-    view_img = view_img and check_imshow(warn=True)
-    loader = LoadStreams if webcam else LoadImages
-    dataset = loader(source, img_size=imgsz, transforms=classify_transforms(imgsz[0]), vid_stride=vid_stride)
-
-    videos, seen, dt = detect.VideoSink(), 0, (Profile(device=device), Profile(device=device), Profile(device=device))
-    for path, im, im0s, vid_cap, s in dataset:
-        with dt[0]:
-            x = torch.as_tensor(im).to(device)
-            x = (x.half() if model.fp16 else x.float())
-            x = x[None] if x.ndim == 3 else x
-        with dt[1]:
-            logits = model(x)
-        with dt[2]:
-            prob = F.softmax(logits.float(), dim=1)
-        for i, p in enumerate(prob):
-            seen += 1
-            f, im0, frame, tag = detect.source_item(dataset, path, im0s, i, webcam)
-            s += tag
-            best = top5(p)
-            lines = [f"{p[j]:.2f} {names[j]}" for j in best]  # v7.0's label and --save-txt lines
-            s += f"{x.shape[2]}x{x.shape[3]} " + ", ".join(f"{names[j]} {p[j]:.2f}" for j in best) + ", "
-            im0 = draw_top5(im0, lines)
-            if save_txt:
-                stem = f.stem + ("" if dataset.mode == "image" else f"_{frame}")
-                with open(save_dir / "labels" / f"{stem}.txt", "a") as fh:
-                    fh.write("\n".join(lines) + "\n")
-            if view_img:
-                cv2.imshow(str(f), im0)
-                cv2.waitKey(1)
-            if save_img:
-                if dataset.mode == "image":
-                    cv2.imwrite(str(save_dir / f.name), im0)
-                else:
-                    videos.write(save_dir / f.name if not webcam else save_dir / f"{f.stem}_{i}", im0, vid_cap)
-        LOGGER.info(f"{s}{dt[1].dt * 1e3:.1f}ms")
-    videos.release()
-
-    detect.finish([x.t for x in dt], seen, imgsz, save_dir, save_txt, save_img, weights if update else None,
-                  post="post-process")
+        augment = visualize = False
+    opt = PredictOptions.pick(locals())
+    model = DetectMultiBackend(weights, device=select_device(device), dnn=dnn, data=data, fp16=half)
+    save_dir = ClassificationPredictor(model, opt)()
+    if update:
+        detect.update_weights(weights)
     return save_dir
 
 

@@ -10,6 +10,7 @@ import yaml
 import export
 from models.backends import DetectMultiBackend
 from segment import predict, train, val
+from utils.segment.predictor import write_polygons
 from utils.shapes import NAMES, generate_shapes_dataset
 
 
@@ -94,7 +95,7 @@ def test_write_polygons_outlines_each_mask(tmp_path):
     masks = torch.zeros(2, 20, 40)
     masks[0, 5:15, 10:20] = 1
     det = torch.tensor([[10.0, 5, 20, 15, 0.9, 2], [0, 0, 1, 1, 0.5, 1]])  # the second mask is empty: no line
-    predict.write_polygons(tmp_path / "a.txt", det, masks, (20, 40, 3), save_conf=True)
+    write_polygons(tmp_path / "a.txt", det, masks, (20, 40, 3), save_conf=True)
     lines = (tmp_path / "a.txt").read_text().splitlines()
     assert len(lines) == 1
     v = [float(x) for x in lines[0].split()]

@@ -65,17 +65,26 @@ class Prefetcher:
 
 
 class OrderedWriter:
-    """Run output writes (image files, label files) on one background thread, in the order they were submitted."""
+    """Run output jobs (drawing, image and label files) on one background thread, in the order they were submitted.
 
-    def __init__(self):
+    At most `max_pending` jobs wait at a time: a submit beyond that waits for the oldest, so a slow disk holds back
+    the producer instead of piling up images in memory.
+    """
+
+    def __init__(self, max_pending: int = 8):
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")
         self.futures: list[Future] = []
+        self.max_pending = max_pending
 
     def submit(self, fn, *args, **kwargs) -> None:
         """Queue fn(*args, **kwargs); errors surface at the next submit or at close()."""
         for f in [f for f in self.futures if f.done()]:
             f.result()  # raises a finished write's error here, in the caller's thread
             self.futures.remove(f)
+        while len(self.futures) >= self.max_pending:
+            self.futures.pop(0).result()  # one thread runs them in order: the oldest finishes first
         self.futures.append(self.pool.submit(fn, *args, **kwargs))
 
     def close(self) -> None:
