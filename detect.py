@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from models.backends import DetectMultiBackend
 from models.experimental import strip_optimizer
 from utils.general import LOGGER, ROOT, print_args, set_logging
-from utils.predictor import DetectionPredictor, PredictOptions
+from utils.predictor import DetectionPredictor, PredictOptions, Predictor
 from utils.torch_utils import select_device, smart_inference_mode
 
 
@@ -43,11 +44,16 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
     prefetch (image sources): read and letterbox the next images while the model runs, and draw and write results
     on a background thread in the same order; the outputs are the same as without it.
     """
-    opt = PredictOptions.pick(locals())
-    model = DetectMultiBackend(weights, device=select_device(device), dnn=dnn, data=data, fp16=half)
-    save_dir = DetectionPredictor(model, opt)()
-    if update:
-        update_weights(weights)
+    return predict(DetectionPredictor, locals())
+
+
+def predict(task: type[Predictor], args: dict[str, Any]) -> Path:
+    """Load args['weights'] and run the task's predictor with args (a run()'s arguments); then --update."""
+    model = DetectMultiBackend(args["weights"], device=select_device(args["device"]), dnn=args["dnn"],
+                               data=args["data"], fp16=args["half"])
+    save_dir = task(model, PredictOptions.pick(args))()
+    if args["update"]:
+        update_weights(args["weights"])
     return save_dir
 
 

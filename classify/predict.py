@@ -28,13 +28,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import detect  # noqa: E402
-from models.backends import DetectMultiBackend  # noqa: E402
 from utils.classify_data import classify_transforms  # noqa: E402
 from utils.general import LOGGER, inactive_options, print_args, set_logging  # noqa: E402
 from utils.plots import Annotator  # noqa: E402
-from utils.predictor import ImageDest, PredictOptions, Predictor  # noqa: E402
+from utils.predictor import ImageDest, Predictor  # noqa: E402
 from utils.sources import LoadImages, LoadStreams  # noqa: E402
-from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
+from utils.torch_utils import smart_inference_mode  # noqa: E402
 
 
 def top5(prob: torch.Tensor) -> list[int]:
@@ -105,17 +104,12 @@ def run(weights: str | Path = ROOT / "yolov5s-cls.pt", source: str | Path = ROOT
     if augment or visualize:
         LOGGER.warning("WARNING --augment and --visualize have no classification form; ignored")
         augment = visualize = False
-    opt = PredictOptions.pick(locals())
-    model = DetectMultiBackend(weights, device=select_device(device), dnn=dnn, data=data, fp16=half)
-    save_dir = ClassificationPredictor(model, opt)()
-    if update:
-        detect.update_weights(weights)
-    return save_dir
+    return detect.predict(ClassificationPredictor, locals())
 
 
 def main(opt: argparse.Namespace) -> Path:
     """Echo the flags, then classify."""
-    print_args(vars(opt))
+    print_args(vars(opt))  # names this script in its line
     return run(**vars(opt))
 
 

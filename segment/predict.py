@@ -18,11 +18,9 @@ if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must f
     sys.path.insert(0, str(ROOT))
 
 import detect  # noqa: E402
-from models.backends import DetectMultiBackend  # noqa: E402
 from utils.general import print_args, set_logging  # noqa: E402
-from utils.predictor import PredictOptions  # noqa: E402
 from utils.segment.predictor import SegmentationPredictor  # noqa: E402
-from utils.torch_utils import select_device, smart_inference_mode  # noqa: E402
+from utils.torch_utils import smart_inference_mode  # noqa: E402
 
 
 @smart_inference_mode()
@@ -36,12 +34,7 @@ def run(weights: str | Path = ROOT / "yolov5s-seg.pt", source: str | Path = ROOT
         half: bool = False, dnn: bool = False, vid_stride: int = 1, retina_masks: bool = False, update: bool = False,
         cam: str | None = None, cam_layer: int | None = None, prefetch: bool = True) -> Path:
     """Segment objects in source with the model in weights; returns the run folder (prefetch: as in detect.run)."""
-    opt = PredictOptions.pick(locals())
-    model = DetectMultiBackend(weights, device=select_device(device), dnn=dnn, data=data, fp16=half)
-    save_dir = SegmentationPredictor(model, opt)()
-    if update:
-        detect.update_weights(weights)
-    return save_dir
+    return detect.predict(SegmentationPredictor, locals())
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,7 +47,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(opt: argparse.Namespace) -> Path:
     """Echo the flags, then run segmentation with them."""
-    print_args(vars(opt))
+    print_args(vars(opt))  # names this script in its line
     return run(**vars(opt))
 
 
