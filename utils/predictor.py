@@ -14,6 +14,7 @@ writer thread when prefetching, so the next image's inference does not wait for 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -253,21 +254,18 @@ class Predictor:
 
 
 def describe(det: torch.Tensor, names: dict) -> str:
-    """Counts per class, as '2 circles, 1 square, '."""
-    s = ""
-    for c in det[:, 5].unique():
-        n = int((det[:, 5] == c).sum())
-        s += f"{n} {names[int(c)]}{'s' * (n > 1)}, "
-    return s
+    """Counts per class in class order, as '2 circles, 1 square, '."""
+    counts = Counter(int(c) for c in det[:, 5].tolist())  # plain Python: cheaper than tensor ops for a few boxes
+    return "".join(f"{n} {names[c]}{'s' * (n > 1)}, " for c, n in sorted(counts.items()))
 
 
 def write_labels(txt_file: Path, det: torch.Tensor, shape: tuple[int, ...], save_conf: bool) -> None:
     """Append one 'class x y w h [conf]' line per detection, normalised by the image width/height."""
     gn = torch.tensor(shape)[[1, 0, 1, 0]]
+    xywh = (xyxy2xywh(det[:, :4].float().cpu()) / gn).tolist()  # elementwise: the same floats as box by box
     with open(txt_file, "a") as f:
-        for *xyxy, conf, cls in det[:, :6].tolist():
-            xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
-            line = (int(cls), *xywh, conf) if save_conf else (int(cls), *xywh)
+        for b, (conf, cls) in zip(xywh, det[:, 4:6].tolist()):
+            line = (int(cls), *b, conf) if save_conf else (int(cls), *b)
             f.write(("%g " * len(line)).rstrip() % line + "\n")
 
 
