@@ -10,6 +10,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -20,7 +21,6 @@ if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must f
 
 import val as detect_val  # noqa: E402
 from models.backends import DetectMultiBackend  # noqa: E402
-from utils.callbacks import Callbacks  # noqa: E402
 from utils.general import print_args, set_logging  # noqa: E402
 from utils.segment.validator import (  # noqa: E402, F401  gt_masks_for, match_masks, save_one_json: YOLOv5 names
     SegmentationValidator,
@@ -32,41 +32,17 @@ from utils.validator import STUDY_SIZES, run_task  # noqa: E402
 from utils.validator import study as study_sizes  # noqa: E402
 
 
-def run(
-    data,
-    weights=None,  # model.pt path(s)
-    batch_size: int = 32,
-    imgsz: int = 640,
-    conf_thres: float = 0.001,
-    iou_thres: float = 0.6,
-    max_det: int = 300,
-    task: str = "val",  # train, val, test, speed or study
-    device: str = "",
-    workers: int = 8,
-    single_cls: bool = False,
-    augment: bool = False,
-    verbose: bool = False,
-    save_txt: bool = False,
-    save_hybrid: bool = False,
-    save_conf: bool = False,
-    save_json: bool = False,
-    project=ROOT / "runs/val-seg",
-    name: str = "exp",
-    exist_ok: bool = False,
-    half: bool = True,
-    dnn: bool = False,
-    model=None,
-    dataloader=None,
-    save_dir=Path(""),
-    plots: bool = True,
-    overlap: bool = False,
-    mask_downsample_ratio: int = 1,
-    compute_loss=None,
-    callbacks: Callbacks = Callbacks(),
-    retina_masks: bool = False,
-):
-    """Validate; returns ((box P, R, mAP50, mAP50-95, mask P, R, mAP50, mAP50-95, losses), per-class maps, ms)."""
-    return SegmentationValidator(dict(locals()))(DetectMultiBackend)  # locals(): exactly the arguments above
+def run(data, weights=None, project=ROOT / "runs/val-seg", half: bool = True, overlap: bool = False,
+        mask_downsample_ratio: int = 1, retina_masks: bool = False, **kwargs):
+    """val.run's arguments (names and defaults; a segmentation run folder, FP16 on CUDA) plus the mask options.
+
+    Returns ((box P, R, mAP50, mAP50-95, mask P, R, mAP50, mAP50-95, box, seg, obj, cls losses), per-class maps,
+    (pre-process, inference, NMS) ms). An argument val.run does not take raises TypeError, as in a call to it.
+    """
+    args = inspect.signature(detect_val.run).bind(data, weights, project=project, half=half, **kwargs)
+    args.apply_defaults()
+    masks = {"overlap": overlap, "mask_downsample_ratio": mask_downsample_ratio, "retina_masks": retina_masks}
+    return SegmentationValidator({**args.arguments, **masks})(DetectMultiBackend)
 
 
 def study(opt: argparse.Namespace, sizes: tuple[int, ...] = STUDY_SIZES) -> Path:

@@ -199,6 +199,11 @@ def test_segment_val_takes_cocoeval_box_and_mask_figures(rectangles, tmp_path, c
     assert kept[:8] == pytest.approx(own[:8])
 
 
+def test_segment_run_takes_val_run_arguments_only():
+    with pytest.raises(TypeError, match="conf_thresh"):  # a misspelt val.run argument fails as a call to it would
+        seg_val.run("data.yaml", conf_thresh=0.1)
+
+
 def _seg_checkpoint(path: Path) -> Path:
     from models.yolo import SegmentationModel
 
