@@ -23,15 +23,14 @@ if str(ROOT) not in sys.path:
 
 from models.common import DetectMultiBackend  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
+from utils.coco_eval import coco_evaluate, save_one_json  # noqa: E402, F401  YOLOv5's val.* names
 from utils.coco_json import coco80_to_coco91_class  # noqa: E402, F401  YOLOv5's val.coco80_to_coco91_class
 from utils.general import LOGGER, check_dataset, check_yaml, colorstr, set_logging  # noqa: E402, F401
 from utils.metrics import match_predictions  # noqa: E402
-from utils.validator import (  # noqa: E402, F401  save_one_txt, save_one_json, coco_evaluate: YOLOv5's val.* names
+from utils.validator import (  # noqa: E402, F401  save_one_txt: YOLOv5's val.save_one_txt
     STUDY_SIZES,
     DetectionValidator,
-    coco_evaluate,
     run_task,
-    save_one_json,
     save_one_txt,
 )
 from utils.validator import study as study_sizes  # noqa: E402

@@ -1,4 +1,4 @@
-"""The shared validator: COCOeval on box and mask JSON (utils.validator.coco_evaluate), segment/val.py's COCOeval
+"""The shared validator: COCOeval on box and mask JSON (utils.coco_eval.coco_evaluate), segment/val.py's COCOeval
 figures replacing its own, bad annotation files, and --task study for segmentation.
 
 Annotation files are built from the YOLO polygon label files, so predictions taken from the ground truth must
@@ -21,11 +21,11 @@ import yaml
 
 from segment import val as seg_val
 from tests.test_val import COLORS_BGR, IMAGES, NAMES, Oracle
+from utils.coco_eval import coco_evaluate
 from utils.general import check_dataset
 from utils.segment.dataloaders import create_dataloader
 from utils.shapes import NAMES as SHAPE_NAMES
 from utils.shapes import generate_shapes_dataset
-from utils.validator import coco_evaluate
 
 mask_api = pytest.importorskip("pycocotools.mask")
 

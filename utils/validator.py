@@ -1,7 +1,8 @@
-"""The validation engine: one loop for every box task, the detection validator, COCO JSON and COCOeval, study.
+"""The validation engine: one loop for every box task, the detection validator, and the speed/study drivers.
 
 BaseValidator holds what every task repeats: model and data set-up, the Profile-timed pre-process / inference /
-NMS loop, the per-image bookkeeping, the printed table, the speed line, plots, COCO JSON and the return value.
+NMS loop, the per-image bookkeeping, the printed table, the speed line, plots, COCO JSON and COCOeval
+(utils/coco_eval.py) and the return value.
 A task subclass fills in the hooks that differ (its dataloader, the extra items of a batch, how predictions are
 matched to labels, its metrics object, printed columns, plots and JSON entries): DetectionValidator here,
 SegmentationValidator in utils/segment/validator.py. val.py and segment/val.py are thin CLIs over these; they pass
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from utils.coco_eval import coco_evaluate, save_one_json
 from utils.coco_json import coco80_to_coco91_class
 from utils.dataloaders import create_dataloader
 from utils.general import (
@@ -54,64 +55,6 @@ def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple[int, int], f
             f.write(("%g " * len(line)).rstrip() % line + "\n")
 
 
-def save_one_json(predn: torch.Tensor, jdict: list, path: Path, class_map: list[int]) -> None:
-    """Append COCO results {image_id, category_id, bbox (x, y, w, h in original pixels), score} to jdict."""
-    image_id = int(path.stem) if path.stem.isnumeric() else path.stem
-    box = xyxy2xywh(predn[:, :4])
-    box[:, :2] -= box[:, 2:] / 2  # centre to top-left corner
-    for p, b in zip(predn.tolist(), box.tolist()):
-        jdict.append({"image_id": image_id, "category_id": class_map[int(p[5])],
-                      "bbox": [round(x, 3) for x in b], "score": round(p[4], 5)})
-
-
-def annotation_file(data: dict) -> Path:
-    """The data's COCO annotation JSON: its 'anno_json' (relative to its path), else COCO's instances_val2017."""
-    default = Path(data.get("path") or "../coco") / "annotations/instances_val2017.json"
-    anno_json = Path(data.get("anno_json") or default)
-    if not anno_json.is_absolute() and data.get("path") and not anno_json.exists():
-        anno_json = Path(data["path"]) / anno_json
-    return anno_json
-
-
-def coco_evaluate(jdict: list, pred_json: Path, data: dict, image_files: list[str], is_coco: bool,
-                  iou_types: tuple[str, ...] = ("bbox",)) -> dict[str, tuple[float, float]] | None:
-    """Write pred_json and score it with COCOeval per iouType ('bbox', 'segm'); {iouType: (mAP, mAP50)} or None."""
-    with open(pred_json, "w") as f:
-        json.dump(jdict, f)
-    what = "detections with masks" if "segm" in iou_types else "detections"
-    LOGGER.info(f"Saved {len(jdict)} COCO-format {what} to {pred_json}")
-    anno_json = annotation_file(data)
-    if not anno_json.is_file():
-        msg = f"COCOeval skipped: annotation file {anno_json} not found"
-        if data.get("anno_json"):  # asked for by name: a warning; COCO's default path guessed wrong: a note
-            LOGGER.warning(f"WARNING {msg} (the data YAML's 'anno_json')")
-        else:
-            LOGGER.info(f"{msg} (set 'anno_json' in the data YAML)")
-        return None
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError:
-        LOGGER.info("COCOeval skipped: pycocotools is not installed (pip install pycocotools)")
-        return None
-    LOGGER.info(f"\nEvaluating pycocotools mAP with {anno_json}...")
-    stats = {}
-    try:
-        anno = COCO(str(anno_json))
-        pred = anno.loadRes(str(pred_json))
-        ids = [int(Path(x).stem) if Path(x).stem.isnumeric() else Path(x).stem for x in image_files]
-        for iou_type in iou_types:
-            ev = COCOeval(anno, pred, iou_type)
-            ev.params.imgIds = [i for i in ids if i in anno.imgs] if not is_coco else ids  # only the images scored
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-            stats[iou_type] = float(ev.stats[0]), float(ev.stats[1])
-    except Exception as e:  # a malformed annotation file must not discard the metrics computed before
-        LOGGER.warning(f"WARNING COCOeval failed on {anno_json} and {pred_json}: {type(e).__name__} {e}")
-    return stats or None
-
-
 def set_precision(model: torch.nn.Module, half: bool) -> None:
     """Convert weights to FP16 or FP32 as ordinary tensors, even inside inference mode: train.py keeps using them."""
     with torch.inference_mode(False) if hasattr(torch, "inference_mode") else contextlib.nullcontext():
@@ -127,7 +70,7 @@ def model_nc(model) -> int | None:
 
 
 class BaseValidator:
-    """The validation loop of a box task; subclasses supply the hooks marked 'task hook'.
+    """The validation loop of a box task; subclasses supply the methods under 'task hooks'.
 
     Called by train.py with the live model and loader (args 'model' and 'dataloader'), or standalone with weights,
     which backend (DetectMultiBackend) loads. Returns ((metrics..., losses...), per-class mAP50-95, ms per image).

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.coco_eval import save_one_json
 from utils.metrics import match_predictions
 from utils.plots import output_to_target
 from utils.segment.dataloaders import create_dataloader
@@ -16,7 +17,6 @@ from utils.segment.general import mask_iou, process_mask, process_mask_native, s
 from utils.segment.metrics import Metrics, ap_per_class_box_and_mask
 from utils.segment.plots import plot_images_and_masks
 from utils.validator import DetectionValidator
-from utils.validator import save_one_json as save_one_box_json
 
 
 def gt_masks_for(masks: torch.Tensor, n_labels: int, overlap: bool) -> torch.Tensor:
@@ -35,18 +35,6 @@ def match_masks(detections: torch.Tensor, labels: torch.Tensor, iouv: torch.Tens
         gt_masks = gt_masks.gt_(0.5)
     iou = mask_iou(gt_masks.view(gt_masks.shape[0], -1), pred_masks.view(pred_masks.shape[0], -1).float())
     return match_predictions(detections, labels, iouv, iou=iou)
-
-
-def save_one_json(predn: torch.Tensor, jdict: list, path: Path, class_map: list[int], masks: np.ndarray) -> None:
-    """Append COCO-style results with run-length-encoded masks (masks: (h, w, n) at the original image size)."""
-    from pycocotools.mask import encode  # requirements.txt installs it; only --save-json needs it
-
-    n = len(jdict)
-    save_one_box_json(predn, jdict, path, class_map)  # the box entries, then each one's mask
-    for i, entry in enumerate(jdict[n:]):
-        rle = encode(np.asarray(masks[:, :, i : i + 1] > 0.5, order="F", dtype="uint8"))[0]
-        rle["counts"] = rle["counts"].decode("utf-8")
-        entry["segmentation"] = rle
 
 
 class SegmentationValidator(DetectionValidator):
