@@ -108,13 +108,20 @@ def _is_bias_add(node) -> bool:
     return node.get_type_name() == "Add" and any(t in _LAYER_TYPES for t in inputs)
 
 
-def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bool = True,
+def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bool = True, preset: str = "performance",
                       prefix: str = colorstr("OpenVINO:")):
-    """An INT8 copy of an OpenVINO model from NNCF post-training quantization (mixed preset) on the given images."""
+    """An INT8 copy of an OpenVINO model from NNCF post-training quantization for the CPU on the given images.
+
+    preset 'performance' quantizes activations symmetrically (signed int8, no zero point); 'mixed' gives them a zero
+    point. On AMX and VNNI CPUs the symmetric model measured faster at the same mAP (see the README's INT8 section).
+    """
     try:
         import nncf
     except ImportError as e:
         raise ImportError("INT8 export needs the 'nncf' package: pip install nncf") from e
+    presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+    if preset not in presets:
+        raise ValueError(f"INT8 preset '{preset}' is not one of {', '.join(presets)}")
     rewritten = slices_to_strided(ov_model)
     if rewritten:
         LOGGER.info(f"{prefix} {rewritten} channel slices rewritten as StridedSlice so they pass int8 through")
@@ -123,12 +130,13 @@ def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bo
         names = decode_node_names(ov_model)
         ignored = nncf.IgnoredScope(names=names, validate=False) if names else None
         LOGGER.info(f"{prefix} keeping {len(names)} decode nodes after the last convolutions in float")
-    LOGGER.info(f"{prefix} quantizing with nncf {nncf.__version__} on {len(images)} calibration images...")
+    LOGGER.info(f"{prefix} quantizing with nncf {nncf.__version__} ({preset} preset) on {len(images)} calibration "
+                f"images...")
     nncf_logger = logging.getLogger("nncf")
     level = nncf_logger.level
     nncf_logger.setLevel(logging.WARNING)  # it logs one INFO line per node it leaves in float
     try:
-        return nncf.quantize(ov_model, nncf.Dataset(images), preset=nncf.QuantizationPreset.MIXED,
-                             subset_size=len(images), ignored_scope=ignored)
+        return nncf.quantize(ov_model, nncf.Dataset(images), preset=presets[preset],
+                             target_device=nncf.TargetDevice.CPU, subset_size=len(images), ignored_scope=ignored)
     finally:
         nncf_logger.setLevel(level)
