@@ -342,7 +342,7 @@ def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "")
 
 
 def plot_val_study(file: str | Path = "study.csv", save: str | Path | None = None) -> Path:
-    """Save study.png from a val.py --task study CSV: mAP against image size and against inference time."""
+    """Save study.png from a val.py (or segment/val.py) --task study CSV: mAP against image size and inference time."""
     import pandas as pd
 
     file = Path(file)
@@ -350,7 +350,9 @@ def plot_val_study(file: str | Path = "study.csv", save: str | Path | None = Non
     data.columns = [str(col).strip() for col in data.columns]
     plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 4), tight_layout=True)
-    for col, style in (("mAP50-95", ".-"), ("mAP50", ".--")):
+    maps = sorted((c for c in data.columns if c.startswith("mAP")), key=lambda c: "95" not in c)  # 50-95 first
+    for col in maps:  # mAP50-95 and mAP50; segmentation's of boxes (B) and masks (M)
+        style = ".-" if "95" in col else ".--"
         ax[0].plot(data["imgsz"], data[col], style, label=col)
         ax[1].plot(data["inference_ms"], data[col], style, label=col)
     ax[0].set_xlabel("image size (pixels)")
