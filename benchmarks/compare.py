@@ -166,17 +166,23 @@ def peak_memory_mb(spec: dict, model: torch.nn.Module | None = None, im: torch.T
         return pool.apply(_peak_rss_mb, (spec,))
 
 
-def time_interleaved(calls: dict[str, callable], runs: int, warmup: int, cuda: bool) -> dict[str, float]:
-    """Median milliseconds of each call; every round calls each one once, in turn."""
+def time_interleaved(calls: dict[str, callable], runs: int, warmup: int, cuda: bool,
+                     burst: int = 1) -> dict[str, float]:
+    """Median milliseconds of each call; every round calls each one in turn, burst times back to back.
+
+    Only the last call of a burst is timed: with burst > 1 it finds the caches holding its own model, as a deployed
+    model run frame after frame does, rather than the model timed just before it.
+    """
     times = {k: [] for k in calls}
     for r in range(warmup + runs):
         for k, call in calls.items():
-            if cuda:
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            call()
-            if cuda:
-                torch.cuda.synchronize()
+            for _ in range(burst):
+                if cuda:
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                call()
+                if cuda:
+                    torch.cuda.synchronize()
             if r >= warmup:
                 times[k].append((time.perf_counter() - t) * 1000)
     return {k: statistics.median(v) for k, v in times.items()}
@@ -242,7 +248,7 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
         device: str = "cpu",
         half: bool = False, threads: int = 2, runs: int = 30, warmup: int = 5, memory: bool = True,
         project: str | Path = ROOT / "runs/compare", name: str = "exp", exist_ok: bool = False, int8: bool = False,
-        int8_images: int = 300) -> list[dict]:
+        int8_images: int = 300, burst: int = 1) -> list[dict]:
     """Measure every model, log the markdown table and write compare.md, compare.csv and compare.png.
 
     With int8 (needs data): OpenVINO FP32 and INT8 columns, and BF16 ones where the CPU has bf16 (benchmarks/lowp.py).
@@ -300,10 +306,10 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
         # one runtime at a time: its idle worker threads keep spinning for a while and would slow the other one
         with torch.no_grad():
             pt = time_interleaved({e[1]["model"]: (lambda m=e[2], x=e[3]: m(x)) for e in entries}, runs, warmup,
-                                  dev.type == "cuda")
+                                  dev.type == "cuda", burst)
         feeds = {e[1]["model"]: (e[5], {e[5].get_inputs()[0].name: e[3].cpu().numpy()}) for e in entries if e[5]}
         ort = time_interleaved({k: (lambda s=s, d=d: s.run(None, d)) for k, (s, d) in feeds.items()}, runs, warmup,
-                               False)
+                               False, burst)
         for s, row, *_ in entries:
             row["pytorch_ms"], row["onnxruntime_ms"] = pt[row["model"]], ort.get(row["model"])
             row["map50"], row["map50_95"] = s["map"]
@@ -313,10 +319,10 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
                 for k, call in lowp.openvino_calls(onnx_file, im, data, int8_images, int(fused.stride.max()), threads,
                                                    bf16).items():
                     calls[(row["model"], k)] = call
-            ov = time_interleaved(calls, runs, warmup, False)
+            ov = time_interleaved(calls, runs, warmup, False, burst)
             with torch.no_grad():
                 pt16 = time_interleaved({e[1]["model"]: lowp.pytorch_bf16_call(e[2], e[3]) for e in entries}, runs,
-                                        warmup, False) if bf16 else {}
+                                        warmup, False, burst) if bf16 else {}
             for s, row, *_ in entries:
                 m = row["model"]
                 row.update(openvino_ms=ov[(m, "fp32")], openvino_int8_ms=ov[(m, "int8")],
@@ -335,9 +341,11 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
     mem = ("" if not memory else "; peak memory is the CUDA allocator peak of PyTorch" if cuda else
            "; peak memory is the resident memory a fresh process gains at its peak while loading and running the model")
     val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data and weights else ""
+    back_to_back = f" (each timed run the last of {burst} back to back)" if burst > 1 else ""
     settings = (f"{'CUDA' if cuda else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
                 f"{', '.join(map(str, batch_size))}; latency is the median of {runs} runs after {warmup} warm-up runs "
-                f"of one forward pass, models interleaved; ratios are to {rows[0]['model']} in the same run{mem}{val}")
+                f"of one forward pass, models interleaved{back_to_back}; ratios are to {rows[0]['model']} in the same "
+                f"run{mem}{val}")
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "compare.py" \
         else "benchmarks.compare.run(...)"
     table = markdown_table(rows, machine, settings, command)
@@ -369,6 +377,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads of PyTorch and ONNX Runtime")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per model and runtime")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    parser.add_argument("--burst", type=int, default=1,
+                        help="calls of a model back to back per round; only the last is timed (warm caches)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak memory columns")
     parser.add_argument("--project", default=ROOT / "runs/compare", help="folder that holds the run folders")
     parser.add_argument("--name", default="exp", help="run folder name under --project")
@@ -381,8 +391,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give --cfg model YAMLs, --weights checkpoints, or both")
     if opt.int8 and not opt.data:
         parser.error("--int8 needs --data: its train images calibrate the INT8 quantization")
-    if opt.runs < 1 or opt.warmup < 0 or opt.threads < 1 or min(opt.batch_size) < 1:
-        parser.error("--runs, --threads and --batch-size must be >= 1 and --warmup >= 0")
+    if opt.runs < 1 or opt.warmup < 0 or opt.threads < 1 or opt.burst < 1 or min(opt.batch_size) < 1:
+        parser.error("--runs, --threads, --burst and --batch-size must be >= 1 and --warmup >= 0")
     return opt
 
 

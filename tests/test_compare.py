@@ -1,6 +1,7 @@
 """benchmarks/compare.py end to end on tiny settings: the table, CSV and chart it writes, and its argument checks."""
 
 import csv
+import time
 from pathlib import Path
 
 import cv2
@@ -91,3 +92,20 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         compare.parse_opt(["--runs", "0", "--cfg", "yolov5n.yaml"])
     assert compare.parse_opt(["--cfg", *CFGS, "--batch-size", "1", "32"]).batch_size == [1, 32]
+
+
+def test_time_interleaved_burst_times_the_last_call_of_each_burst():
+    """--burst: each model is called burst times per round and only the last call counts (the warm one)."""
+    count = {"a": 0, "b": 0}
+
+    def call(k):
+        count[k] += 1
+        if count[k] % 3 == 1:  # the first call of each burst of 3 is the slow, cold one
+            time.sleep(0.05)
+
+    ms = compare.time_interleaved({k: (lambda k=k: call(k)) for k in count}, runs=4, warmup=1, cuda=False, burst=3)
+    assert count == {"a": 15, "b": 15}  # (1 warm-up + 4 runs) x 3
+    assert ms["a"] < 25 and ms["b"] < 25  # the 50 ms first calls are never the timed ones
+    count.update(a=0, b=0)
+    ms = compare.time_interleaved({k: (lambda k=k: call(k)) for k in count}, runs=3, warmup=0, cuda=False)
+    assert count == {"a": 3, "b": 3} and ms["a"] >= 0  # burst 1: one timed call per round, as before
