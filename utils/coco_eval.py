@@ -15,15 +15,21 @@ import torch
 from utils.general import LOGGER, xyxy2xywh
 
 
+def image_id(path: str | Path) -> int | str:
+    """COCO image id of an image file: its stem, as an integer when it is one (COCO's 000000000139.jpg -> 139)."""
+    stem = Path(path).stem
+    return int(stem) if stem.isnumeric() else stem
+
+
 def save_one_json(predn: torch.Tensor, jdict: list, path: Path, class_map: list[int],
                   masks: np.ndarray | None = None) -> None:
     """Append COCO results {image_id, category_id, bbox (x, y, w, h in original pixels), score} to jdict; with masks
     ((h, w, n) at the original image size, one per detection) each entry gets its run-length-encoded segmentation."""
-    image_id = int(path.stem) if path.stem.isnumeric() else path.stem
+    im_id = image_id(path)
     box = xyxy2xywh(predn[:, :4])
     box[:, :2] -= box[:, 2:] / 2  # centre to top-left corner
     for i, (p, b) in enumerate(zip(predn.tolist(), box.tolist())):
-        entry = {"image_id": image_id, "category_id": class_map[int(p[5])], "bbox": [round(x, 3) for x in b],
+        entry = {"image_id": im_id, "category_id": class_map[int(p[5])], "bbox": [round(x, 3) for x in b],
                  "score": round(p[4], 5)}
         if masks is not None:
             from pycocotools.mask import encode  # requirements.txt installs it; only segmentation JSON needs it
@@ -69,7 +75,7 @@ def coco_evaluate(jdict: list, pred_json: Path, data: dict, image_files: list[st
     try:
         anno = COCO(str(anno_json))
         pred = anno.loadRes(str(pred_json))
-        ids = [int(Path(x).stem) if Path(x).stem.isnumeric() else Path(x).stem for x in image_files]
+        ids = [image_id(x) for x in image_files]
         for iou_type in iou_types:
             ev = COCOeval(anno, pred, iou_type)
             ev.params.imgIds = [i for i in ids if i in anno.imgs] if not is_coco else ids  # only the images scored

@@ -59,11 +59,6 @@ def decode_node_names(ov_model) -> list[str]:
     return _walk_to_layers(ov_model)[0]
 
 
-def output_layer_names(ov_model) -> list[str]:
-    """Friendly names of the layers with weights whose results the decode reads: the Detect (and Proto) output convs."""
-    return _walk_to_layers(ov_model)[1]
-
-
 def _walk_to_layers(ov_model) -> tuple[list[str], list[str]]:
     """Walk back from the outputs to the first layers with weights: (nodes passed on the way, the layers reached)."""
     names, layers, seen = [], [], set()
@@ -74,11 +69,11 @@ def _walk_to_layers(ov_model) -> tuple[list[str], list[str]]:
         if name in seen:
             continue
         seen.add(name)
-        kind = node.get_type_name()
-        if kind in _LAYER_TYPES or _is_bias_add(node):
+        kind, bias = node.get_type_name(), _is_bias_add(node)
+        if kind in _LAYER_TYPES or bias:
             if kind != "Parameter":
                 layers.append(name)
-            if _is_bias_add(node):  # the bias belongs to its convolution: name that one too
+            if bias:  # the bias belongs to its convolution: name that one too
                 stack.extend(node.input_value(i).get_node() for i in range(node.get_input_size())
                              if node.input_value(i).get_node().get_type_name() in _LAYER_TYPES)
             continue

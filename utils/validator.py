@@ -35,10 +35,10 @@ from utils.general import (
     non_max_suppression,
     scale_boxes,
     xywh2xyxy,
-    xyxy2xywh,
 )
 from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
 from utils.plots import output_to_target, plot_images, plot_val_study
+from utils.predictor import write_labels
 from utils.torch_utils import select_device, smart_inference_mode
 
 STUDY_SIZES = tuple(range(256, 1536 + 128, 128))  # --task study image sizes, as YOLOv5
@@ -46,13 +46,8 @@ TIME_COLUMNS = ("preprocess_ms", "inference_ms", "nms_ms")
 
 
 def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple[int, int], file: Path) -> None:
-    """Append detections in original-image pixels to a YOLO-format txt: cls x y w h [conf], normalised."""
-    gn = torch.tensor(shape, dtype=torch.float32)[[1, 0, 1, 0]]  # whwh
-    with open(file, "a") as f:
-        for *xyxy, conf, cls in predn[:, :6].tolist():
-            xywh = (xyxy2xywh(torch.tensor(xyxy).view(1, 4)) / gn).view(-1).tolist()
-            line = (cls, *xywh, conf) if save_conf else (cls, *xywh)
-            f.write(("%g " * len(line)).rstrip() % line + "\n")
+    """Append detections in original-image pixels to a YOLO-format txt: cls x y w h [conf], normalised (v7.0 name)."""
+    write_labels(file, predn[:, :6], shape, save_conf)
 
 
 def set_precision(model: torch.nn.Module, half: bool) -> None:
