@@ -1,12 +1,15 @@
 """Fingerprint export.py's behaviour: the bytes of every exported file and the lines it logs, for a tiny detection,
 segmentation and classification model, so a refactor of the exporter can be shown to change nothing.
 
-Usage:
-    python benchmarks/export_parity.py --out /tmp/parity --save before.txt   # on the old code
-    python benchmarks/export_parity.py --out /tmp/parity --save after.txt    # on the new code, same --out
-    diff before.txt after.txt                                                # empty: same files, same lines
+Usage (a fixed PYTHONHASHSEED: onnxslim's graph, as written, follows Python's set order):
+    PYTHONHASHSEED=0 python benchmarks/export_parity.py --out /tmp/parity --save before.txt  # old code
+    PYTHONHASHSEED=0 python benchmarks/export_parity.py --out /tmp/parity --save after.txt   # new code
+    diff before.txt after.txt   # empty: same files, same lines
 
 Timings are masked in the logged lines (they change from run to run); sizes, paths and differences are kept.
+A TorchScript archive is fingerprinted member by member without its *.debug_pkl files (the Python call stack of the
+tracer, file names and line numbers of the exporting code included) and its serialization_id: the code, constants
+and weights it runs are compared byte for byte.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import re
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import torch
@@ -46,7 +51,20 @@ def checkpoint(path: Path, task: str) -> Path:
 def digest(path: Path) -> list[str]:
     """'sha256  name' for a file, or for each file inside a folder (sorted)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [f"{hashlib.sha256(f.read_bytes()).hexdigest()[:16]}  {f.relative_to(path.parent)}" for f in files]
+    return [f"{_sha(f)}  {f.relative_to(path.parent)}" for f in files]
+
+
+def _sha(f: Path) -> str:
+    """sha256 of a file's bytes; of a TorchScript archive, of its members but the debug info and serialization id."""
+    h = hashlib.sha256()
+    if f.suffix != ".torchscript":
+        h.update(f.read_bytes())
+        return h.hexdigest()[:16]
+    with zipfile.ZipFile(f) as z:
+        for name in sorted(z.namelist()):
+            if not name.endswith((".debug_pkl", "serialization_id")):
+                h.update(name.encode() + z.read(name))
+    return h.hexdigest()[:16]
 
 
 class Lines(logging.Handler):
@@ -82,6 +100,9 @@ def fingerprint(export_run, out: Path, task: str, include: tuple[str, ...], **kw
 def run(out: str | Path = "/tmp/export_parity", save: str | Path = "export_parity.txt") -> list[str]:
     """Every case's fingerprint, written to `save` one line each; returns the lines."""
     from export import run as export_run  # the exporter under test (old or new code)
+
+    if os.environ.get("PYTHONHASHSEED") is None:
+        logging.getLogger("yolov5").warning("WARNING PYTHONHASHSEED is not set: the --simplify ONNX file's bytes vary")
 
     out = Path(out).resolve()
     lines = []
