@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-import json
-import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,10 +11,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.experimental import attempt_load
+from models.formats import ExportFormat, export_formats, format_for
 from utils import torch_utils
 from utils.augmentations import letterbox
-from utils.export_formats import FORMATS, model_type
 from utils.general import (
     LOGGER,
     check_imshow,
@@ -42,134 +39,52 @@ def _parse_names(names) -> dict[int, str]:
 
 
 class DetectMultiBackend(nn.Module):
-    """One interface to .pt, TorchScript, ONNX (ONNX Runtime or OpenCV DNN) and OpenVINO models."""
+    """One interface to every format the registry can run (models/formats/): .pt, TorchScript, ONNX (ONNX Runtime or
+    OpenCV DNN), OpenVINO, and any format registered later. The format's runner loads and runs the file; this class
+    adds what is common: stride and names from its metadata, FP16/bf16, and tensors out."""
 
     def __init__(self, weights: str | Path | list = "yolov5s.pt", device: torch.device = torch.device("cpu"),
                  dnn: bool = False, data: str | Path | None = None, fp16: bool = False, fuse: bool = True):
         super().__init__()
         w = str(weights[0] if isinstance(weights, list) else weights)
-        kind = model_type(w)
-        pt, jit, onnx, xml = kind["pt"], kind["jit"], kind["onnx"], kind["xml"]
-        unsupported = [f.name for f, k in zip(FORMATS, kind) if kind[k] and not f.supported]
-        if unsupported:
-            raise NotImplementedError(f"{w}: {unsupported[0]} models are not supported; use .pt, .torchscript, "
-                                      f".onnx or an OpenVINO _openvino_model folder")
-        if not any(kind.values()):
-            raise ValueError(f"{w}: unknown model format; expected .pt, .torchscript, .onnx or *_openvino_model/")
-        if not Path(w).exists():
-            raise FileNotFoundError(f"weights not found: {w}")
-        bf16 = fp16 and device.type == "cpu" and _cpu_bf16(w, pt or xml)  # --half on CPU means bf16
-        fp16 &= (pt or jit or onnx) and device.type != "cpu"
-        stride, names, meta = 32, None, {}
-
-        if pt:
-            model = attempt_load(weights if isinstance(weights, list) else w, device=device, inplace=True, fuse=fuse)
-            stride = max(int(model.stride.max()), 32)
-            names = model.module.names if hasattr(model, "module") else model.names
-            model.half() if fp16 else model.float()
-            self.model = model
-        elif jit:
-            LOGGER.info(f"Loading {w} for TorchScript inference...")
-            extra_files = {"config.txt": ""}
-            with warnings.catch_warnings():  # torch>=2.9 marks torch.jit deprecated; loading still works
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
-                self.model = torch.jit.load(w, _extra_files=extra_files, map_location=device)
-            self.model.half() if fp16 else self.model.float()
-            if extra_files["config.txt"]:
-                meta = json.loads(extra_files["config.txt"])
-        elif onnx and dnn:
-            LOGGER.info(f"Loading {w} for ONNX OpenCV DNN inference...")
-            self.net = cv2.dnn.readNetFromONNX(w)
-            meta = self._onnx_metadata(w)
-        elif onnx:
-            import onnxruntime
-
-            LOGGER.info(f"Loading {w} for ONNX Runtime inference...")
-            cuda = device.type != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-            self.session = onnxruntime.InferenceSession(w, providers=providers)
-            self.output_names = [x.name for x in self.session.get_outputs()]
-            self.input_name = self.session.get_inputs()[0].name
-            self.input_fp16 = "float16" in self.session.get_inputs()[0].type
-            self.input_shape = self.session.get_inputs()[0].shape  # ints, or names for dynamic axes
-            meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        elif xml:
-            self._load_openvino(w, device, bf16)
-            meta = self.ov_meta
-
-        if meta:
-            stride = int(meta.get("stride", stride))
-            names = meta.get("names", names)
+        fmt = _format(w)
+        bf16 = fp16 and device.type == "cpu" and _cpu_bf16(w, fmt.bf16)  # --half on CPU means bf16
+        fp16 = fp16 and fmt.gpu and device.type != "cpu"
+        self.runner = fmt.load(w, device, dnn=dnn, fp16=fp16, bf16=bf16, fuse=fuse, weights=weights)
+        if isinstance(getattr(self.runner, "model", None), nn.Module):
+            self.model = self.runner.model  # a submodule, so .to(), .half() and AutoShape reach the PyTorch model
+        meta = self.runner.meta or {}
+        names = meta.get("names")
         if names is None and data:  # a dataset YAML only fills in names the model does not carry
             names = yaml_load(data)["names"]
         if names is None:
             LOGGER.warning(f"WARNING {w} carries no class names; using class0, class1, ...")
             names = {i: f"class{i}" for i in range(999)}
         self.names = _parse_names(names)
-        self.stride, self.fp16, self.bf16, self.device, self.dnn = stride, fp16, bf16, device, dnn
-        self.pt, self.jit, self.onnx, self.xml = pt, jit, onnx, xml
-        self.engine = self.coreml = self.saved_model = self.pb = self.tflite = self.edgetpu = self.tfjs = False
-        self.paddle = self.triton = False
+        self.stride, self.fp16, self.bf16, self.device, self.dnn = int(meta.get("stride", 32)), fp16, bf16, device, dnn
+        self.format = fmt
+        for f in export_formats():  # v7.0's flags (pt, jit, onnx, xml, engine, ...): True for this model's format
+            setattr(self, f.key, f is fmt)
+        self.triton = False
         self.nhwc = False  # every supported format takes BCHW
 
-    @staticmethod
-    def _onnx_metadata(w: str) -> dict:
-        """The stride/names properties export.py writes into an ONNX file (empty when onnx is not installed)."""
+    def __getattr__(self, name: str):
+        """The runner's own attributes (session, ov_compiled, net ...) are reachable here, as v7.0 keeps them."""
         try:
-            import onnx
-        except ImportError:
-            LOGGER.warning(f"WARNING onnx is not installed: cannot read stride and names from {w}")
-            return {}
-        model = onnx.load(w, load_external_data=False)
-        return {p.key: p.value for p in model.metadata_props}
-
-    def _load_openvino(self, w: str, device: torch.device, bf16: bool = False) -> None:
-        """Compile an OpenVINO model from its folder (or .xml) and read the <name>.yaml metadata beside it."""
-        try:
-            import openvino as ov
-        except ImportError as e:
-            raise ImportError(f"{w}: OpenVINO models need the 'openvino' package (pip install openvino)") from e
-        LOGGER.info(f"Loading {w} for OpenVINO inference...")
-        p = Path(w)
-        xml = p if p.suffix == ".xml" else next(p.glob("*.xml"), None)
-        if xml is None:
-            raise FileNotFoundError(f"{w}: no .xml model inside this OpenVINO folder")
-        core = ov.Core()
-        ov_model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
-        # OpenVINO's CPU plugin runs bf16 by default where the CPU has it (AVX512-BF16/AMX): boxes then move by ~1 px
-        # from PyTorch's; ask for f32 so every format gives the same detections, and for bf16 only with --half
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
-        self.ov_compiled = core.compile_model(ov_model, "AUTO" if device.type != "cpu" else "CPU", config)
-        self.ov_request = self.ov_compiled.create_infer_request()
-        meta_file = xml.with_suffix(".yaml")  # export.py writes stride and names beside the model
-        self.ov_meta = yaml_load(meta_file) if meta_file.exists() else {}
+            return super().__getattr__(name)
+        except AttributeError:
+            runner = self.__dict__.get("runner")
+            if runner is None or name.startswith("__"):
+                raise
+            return getattr(runner, name)
 
     def forward(self, im: torch.Tensor, augment: bool = False, visualize: bool = False):
         """Run the model on a BCHW batch; .pt returns the model's (pred, maps), exports the decoded pred tensor."""
         if self.fp16 and im.dtype != torch.float16:
             im = im.half()
-        if self.pt:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                y = self.model(im, augment=augment, visualize=visualize) if augment or visualize else self.model(im)
-            if self.bf16:  # NMS and box scaling stay in float32
-                y = _to_float(y)
-        elif self.jit:
-            y = self.model(im)
-        elif self.onnx and self.dnn:
-            self.net.setInput(im.cpu().numpy().astype(np.float32))
-            y = list(self.net.forward(self.net.getUnconnectedOutLayersNames()))  # every output (segmentation: 2)
-        elif self.onnx:
-            fixed = [d if isinstance(d, int) else None for d in self.input_shape]
-            if any(f is not None and f != n for f, n in zip(fixed, im.shape)):
-                raise ValueError(f"this ONNX model was exported for input shape {tuple(self.input_shape)}, got "
-                                 f"{tuple(im.shape)}: use --imgsz {fixed[2]} {fixed[3]} or export with --dynamic")
-            x = im.cpu().numpy()
-            x = x.astype(np.float16 if self.input_fp16 else np.float32, copy=False)
-            y = self.session.run(self.output_names, {self.input_name: x})
-        else:  # OpenVINO
-            y = list(self.ov_request.infer({0: im.cpu().numpy().astype(np.float32)}).values())
+        y = self.runner(im, augment=augment, visualize=visualize)
         if isinstance(y, (list, tuple)):
-            if self.pt:  # keep the PyTorch model's own output structure
+            if self.runner.raw_output:  # keep the PyTorch model's own output structure
                 return y
             return self.from_numpy(y[0]) if len(y) == 1 else [self.from_numpy(x) for x in y]
         return self.from_numpy(y)
@@ -180,13 +95,34 @@ class DetectMultiBackend(nn.Module):
 
     def warmup(self, imgsz: tuple[int, int, int, int] = (1, 3, 640, 640)) -> None:
         """One forward pass on zeros so the first real image is not slowed by lazy initialisation (GPU only)."""
-        if (self.pt or self.jit or self.onnx) and self.device.type != "cpu":
+        if self.format.gpu and self.device.type != "cpu":
             im = torch.empty(*imgsz, dtype=torch.half if self.fp16 else torch.float, device=self.device)
             self.forward(im)
 
 
+def _format(w: str) -> ExportFormat:
+    """The registry entry that runs `w`; a clear error for a format not run here, an unknown name or no file."""
+    fmt = format_for(w)
+    runnable = [f for f in export_formats() if f.supported]
+    if fmt is not None and not fmt.supported:
+        raise NotImplementedError(f"{w}: {fmt.name} models are not supported ({fmt.name} needs {fmt.needs}); use "
+                                  f"{_endings(runnable)}")
+    if fmt is None:
+        raise ValueError(f"{w}: unknown model format; expected {_endings(runnable)}")
+    if not Path(w).exists():
+        raise FileNotFoundError(f"weights not found: {w}")
+    return fmt
+
+
+def _endings(formats: list[ExportFormat]) -> str:
+    """'.pt, .torchscript, .onnx or *_openvino_model': the file names the given formats are recognised by."""
+    names = [f.suffix if f.suffix.startswith(".") else f"*{f.suffix}/" for f in formats]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def _cpu_bf16(w: str, supported_format: bool) -> bool:
-    """Whether --half on CPU runs `w` in bf16: only .pt (autocast) and OpenVINO models, only on CPUs with bf16."""
+    """Whether --half on CPU runs `w` in bf16: only formats that run bf16 (.pt autocast, OpenVINO), only on CPUs
+    with bf16."""
     if not supported_format:
         LOGGER.warning(f"WARNING --half on CPU means bf16, which runs for .pt and OpenVINO models only; running {w} "
                        f"in FP32")
@@ -197,15 +133,6 @@ def _cpu_bf16(w: str, supported_format: bool) -> bool:
         return False
     LOGGER.info("Running bf16 on CPU (--half)")
     return True
-
-
-def _to_float(y):
-    """bf16 tensors in a (nested) model output as float32; everything else as is."""
-    if isinstance(y, torch.Tensor):
-        return y.float() if y.dtype == torch.bfloat16 else y
-    if isinstance(y, (list, tuple)):
-        return type(y)(_to_float(x) for x in y)
-    return y
 
 
 class AutoShape(nn.Module):
