@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,29 +22,14 @@ if str(ROOT) not in sys.path[:1]:
 
 import torch  # noqa: E402
 
-from benchmarks.compare import machine_line, time_interleaved  # noqa: E402
+from benchmarks.compare import machine_line  # noqa: E402
+from benchmarks.timing import EpochTimer, time_interleaved  # noqa: E402
 from classify import train as cls_train  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.classify_data import check_cls_dataset  # noqa: E402
 from utils.general import LOGGER, colorstr, increment_path, set_logging  # noqa: E402
 from utils.torch_utils import get_flops  # noqa: E402
-
-
-class EpochTimer:
-    """Seconds spent in training loops (epoch start to epoch end, validation excluded), via the callbacks."""
-
-    def __init__(self, callbacks: Callbacks):
-        self.seconds, self.epochs, self._t = 0.0, 0, 0.0
-        callbacks.register_action("on_train_epoch_start", "bench.start", self.start)
-        callbacks.register_action("on_train_epoch_end", "bench.end", self.end)
-
-    def start(self, *args, **kwargs) -> None:
-        self._t = time.perf_counter()
-
-    def end(self, *args, **kwargs) -> None:
-        self.seconds += time.perf_counter() - self._t
-        self.epochs += 1
 
 
 def train_one(model: str, data: str, imgsz: int, epochs: int, batch_size: int, seed: int, workers: int,
@@ -63,7 +47,7 @@ def train_one(model: str, data: str, imgsz: int, epochs: int, batch_size: int, s
     m = attempt_load(best, fuse=False)
     return {"model": Path(model).stem, "params": sum(p.numel() for p in m.parameters()),
             "gflops_224": get_flops(m, 224), f"gflops_{imgsz}": get_flops(m, imgsz), "top1": top1, "top5": top5,
-            "train_img_s": n_train * timer.epochs / max(timer.seconds, 1e-9), "weights": str(best)}
+            "train_img_s": n_train * len(timer.epochs) / max(timer.seconds, 1e-9), "weights": str(best)}
 
 
 def train_step(weights: str, batch_size: int, imgsz: int):

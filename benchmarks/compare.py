@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import csv
 import multiprocessing
-import os
 import platform
-import statistics
 import sys
-import time
 from copy import deepcopy
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -32,14 +31,16 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks import lowp  # noqa: E402
-from export import export_onnx  # noqa: E402
+from benchmarks.timing import loadavg, ort_session, passive_wait, time_interleaved  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
+from models.formats.onnx import export_onnx  # noqa: E402
 from models.yolo import Detect, DetectionModel  # noqa: E402
 from utils.general import LOGGER, colorstr, increment_path, set_logging  # noqa: E402
 from utils.torch_utils import get_flops, select_device  # noqa: E402
 
 COLUMNS = ["model", "batch", "params", "params_fused", "gflops", "gflops_fused", "pytorch_ms", "pytorch_ratio",
-           "onnxruntime_ms", "onnxruntime_ratio", "pytorch_peak_mb", "onnxruntime_peak_mb", "map50", "map50_95"]
+           "onnxruntime_ms", "onnxruntime_ratio", "pytorch_peak_mb", "onnxruntime_peak_mb", "map50", "map50_95",
+           "onnxruntime_diff"]
 
 
 def cpu_name() -> str:
@@ -64,9 +65,10 @@ def machine_line(device: torch.device, threads: int) -> str:
     hw = f"{cpu_name()} ({multiprocessing.cpu_count()} logical cores), {threads} threads"
     if device.type == "cuda":
         hw = f"{torch.cuda.get_device_name(device)}, host {hw}"
-    load = f"; load average {os.getloadavg()[0]:.2f} at the end" if hasattr(os, "getloadavg") else ""
+    wait = "passive" if passive_wait() else "spinning"
     return (f"{hw}; torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {ort}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}{load}")
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}; {wait} OpenMP thread "
+            f"wait; load average {loadavg():.2f} at the end")
 
 
 def load_model(cfg: str | None, weights: str | None, device: torch.device) -> DetectionModel:
@@ -106,12 +108,7 @@ def onnx_session(model: torch.nn.Module, im: torch.Tensor, file: Path, threads: 
                            "columns are left empty for --device cuda")
             return f, None
         providers.insert(0, "CUDAExecutionProvider")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    # every session owns a thread pool, and idle workers that spin (the default) take the cores from the session
-    # timed next: interleaved, each model measured ~2.5x slower on 2 cores. So no session spins, alike for all.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return f, onnxruntime.InferenceSession(str(f), options, providers=providers)
+    return f, ort_session(f, threads, tuple(providers))
 
 
 def _resident_mb() -> tuple[float, float]:
@@ -164,28 +161,6 @@ def peak_memory_mb(spec: dict, model: torch.nn.Module | None = None, im: torch.T
         return torch.cuda.max_memory_allocated(im.device) / 2**20
     with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh interpreter: nothing loaded before
         return pool.apply(_peak_rss_mb, (spec,))
-
-
-def time_interleaved(calls: dict[str, callable], runs: int, warmup: int, cuda: bool,
-                     burst: int = 1) -> dict[str, float]:
-    """Median milliseconds of each call; every round calls each one in turn, burst times back to back.
-
-    Only the last call of a burst is timed: with burst > 1 it finds the caches holding its own model, as a deployed
-    model run frame after frame does, rather than the model timed just before it.
-    """
-    times = {k: [] for k in calls}
-    for r in range(warmup + runs):
-        for k, call in calls.items():
-            for _ in range(burst):
-                if cuda:
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                call()
-                if cuda:
-                    torch.cuda.synchronize()
-            if r >= warmup:
-                times[k].append((time.perf_counter() - t) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def validate(weights: str, data: str, imgsz: int, device: str, half: bool, save_dir: Path) -> tuple[float, float]:
@@ -243,6 +218,172 @@ def plot_bars(rows: list[dict], file: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class ModelSpec:
+    """One model of the table: its YAML and/or checkpoint, its label, and the accuracy measured once for it."""
+
+    cfg: str | None
+    weights: str | None
+    label: str
+    map: tuple[float | None, float | None] = (None, None)  # mAP50, mAP50-95 from val.py
+    lowp_map: dict = field(default_factory=dict)  # lowp.COLUMNS' mAP values (--int8)
+
+
+class Entry(NamedTuple):
+    """One model at one batch size, ready to time: its table row (filled in step by step) and what runs it."""
+
+    spec: ModelSpec
+    row: dict
+    fused: torch.nn.Module
+    im: torch.Tensor
+    onnx_file: Path | None
+    session: Any  # an ONNX Runtime session, or None where ONNX Runtime cannot run here
+
+
+def check_arguments(cfg: list, weights: list, data: str | None, int8: bool, half: bool, dev: torch.device) -> None:
+    """Refuse combinations that cannot give the asked-for columns, before anything is built."""
+    if not cfg and not weights:
+        raise ValueError("compare: give model YAMLs with --cfg, checkpoints with --weights, or both")
+    if cfg and weights and len(cfg) != len(weights):
+        raise ValueError(f"compare: {len(cfg)} --cfg but {len(weights)} --weights; give one checkpoint per YAML")
+    if data and not weights and not int8:
+        raise ValueError("compare: --data gives mAP only for trained models; add --weights (one per --cfg)")
+    if int8 and not data:
+        raise ValueError("compare: --int8 needs --data, whose train images calibrate the INT8 quantization")
+    if half and dev.type == "cpu":
+        raise ValueError("compare: --half needs a CUDA device (--device 0); FP16 is not timed on CPU")
+
+
+def model_specs(cfg: list, weights: list) -> list[ModelSpec]:
+    """One spec per model, labelled by its YAML's (or checkpoint's) stem."""
+    n = max(len(cfg), len(weights))
+    specs = [ModelSpec(cfg[i] if cfg else None, str(weights[i]) if weights else None, "") for i in range(n)]
+    for s in specs:
+        s.label = Path(s.cfg or s.weights).stem
+    return specs
+
+
+def measure_accuracy(specs: list[ModelSpec], data: str | None, imgsz: int, device: str, half: bool, save_dir: Path,
+                     int8: bool, int8_images: int) -> None:
+    """mAP of each checkpoint from val.py (and of its OpenVINO FP32/INT8/BF16 forms with --int8), once per model:
+    accuracy does not depend on the timing batch size."""
+    for s in specs:
+        if not (data and s.weights):
+            continue
+        s.map = validate(s.weights, data, imgsz, device, half, save_dir)
+        if int8:
+            s.lowp_map = lowp.lowp_map(s.weights, s.label, data, imgsz, int8_images, save_dir,
+                                       lambda w, h: validate(w, data, imgsz, device, h, save_dir))
+
+
+def build_entries(specs: list[ModelSpec], bs: int, imgsz: int, dev: torch.device, half: bool, threads: int,
+                  save_dir: Path) -> list[Entry]:
+    """Each model trained and fused, its input batch, its ONNX export and session, and the size columns."""
+    entries = []
+    for s in specs:
+        trained = load_model(s.cfg, s.weights, dev)
+        fused = deepcopy(trained).fuse()
+        im = torch.rand(bs, 3, imgsz, imgsz, device=dev)
+        if half:
+            fused, im = fused.half(), im.half()
+        onnx_file, session = onnx_session(fused, im, save_dir / f"{s.label}-b{bs}.pt", threads)
+        row = {"model": s.label, "batch": bs,
+               "params": sum(p.numel() for p in trained.parameters()), "gflops": get_flops(trained, imgsz),
+               "params_fused": sum(p.numel() for p in fused.parameters()), "gflops_fused": get_flops(fused, imgsz),
+               "onnxruntime_diff": onnx_difference(fused, im, session)}
+        entries.append(Entry(s, row, fused, im, onnx_file, session))
+    return entries
+
+
+@torch.no_grad()
+def onnx_difference(fused: torch.nn.Module, im: torch.Tensor, session) -> float | None:
+    """Largest |ONNX Runtime - PyTorch| of the decoded predictions: the check that the timed export is the model."""
+    if session is None:
+        return None
+    set_detect_export(fused, True)
+    y = fused(im)[0].float().cpu()
+    set_detect_export(fused, False)
+    y_ort = session.run(None, {session.get_inputs()[0].name: im.cpu().numpy()})[0]
+    return float((torch.from_numpy(y_ort).float() - y).abs().max())
+
+
+def measure_memory(entries: list[Entry], threads: int, bs: int, imgsz: int, dev: torch.device) -> None:
+    """Peak memory columns of every model, PyTorch and ONNX Runtime (CPU only)."""
+    for e in entries:
+        spec = {"cfg": e.spec.cfg, "weights": e.spec.weights, "threads": threads, "batch": bs, "imgsz": imgsz}
+        e.row["pytorch_peak_mb"] = peak_memory_mb({**spec, "runtime": "pytorch"}, e.fused, e.im)
+        e.row["onnxruntime_peak_mb"] = (peak_memory_mb({**spec, "runtime": "onnxruntime", "onnx": str(e.onnx_file)})
+                                        if e.session is not None and dev.type == "cpu" else None)
+
+
+def time_runtimes(entries: list[Entry], runs: int, warmup: int, cuda: bool, burst: int) -> None:
+    """PyTorch and ONNX Runtime latency columns, and the mAP measured before."""
+    # one runtime at a time: its idle worker threads keep spinning for a while and would slow the other one
+    with torch.no_grad():
+        pt = time_interleaved({e.row["model"]: (lambda m=e.fused, x=e.im: m(x)) for e in entries}, runs, warmup,
+                              cuda, burst)
+    feeds = {e.row["model"]: (e.session, {e.session.get_inputs()[0].name: e.im.cpu().numpy()})
+             for e in entries if e.session}
+    ort = time_interleaved({k: (lambda s=s, d=d: s.run(None, d)) for k, (s, d) in feeds.items()}, runs, warmup,
+                           False, burst)
+    for e in entries:
+        e.row["pytorch_ms"], e.row["onnxruntime_ms"] = pt[e.row["model"]], ort.get(e.row["model"])
+        e.row["map50"], e.row["map50_95"] = e.spec.map
+
+
+def time_low_precision(entries: list[Entry], data: str, int8_images: int, threads: int, bf16: bool, runs: int,
+                       warmup: int, burst: int) -> None:
+    """OpenVINO FP32/INT8/BF16 columns interleaved with each other, then PyTorch bf16 on its own (lowp.py)."""
+    calls = {}
+    for e in entries:
+        for k, call in lowp.openvino_calls(e.onnx_file, e.im, data, int8_images, int(e.fused.stride.max()), threads,
+                                           bf16).items():
+            calls[(e.row["model"], k)] = call
+    ov = time_interleaved(calls, runs, warmup, False, burst)
+    with torch.no_grad():
+        pt16 = time_interleaved({e.row["model"]: lowp.pytorch_bf16_call(e.fused, e.im) for e in entries}, runs,
+                                warmup, False, burst) if bf16 else {}
+    for e in entries:
+        m = e.row["model"]
+        e.row.update(openvino_ms=ov[(m, "fp32")], openvino_int8_ms=ov[(m, "int8")],
+                     openvino_bf16_ms=ov.get((m, "bf16")), pytorch_bf16_ms=pt16.get(m), **e.spec.lowp_map)
+
+
+def add_ratios(entries: list[Entry]) -> None:
+    """Latency of every model as a ratio to the first one's, per runtime."""
+    base = entries[0].row
+    for e in entries:
+        e.row["pytorch_ratio"] = e.row["pytorch_ms"] / base["pytorch_ms"]
+        e.row["onnxruntime_ratio"] = (e.row["onnxruntime_ms"] / base["onnxruntime_ms"]
+                                      if e.row["onnxruntime_ms"] and base["onnxruntime_ms"] else None)
+
+
+def settings_line(rows: list[dict], cuda: bool, half: bool, imgsz: int, batch_size: tuple, runs: int, warmup: int,
+                  burst: int, memory: bool, data: str | None, val_imgsz: int | None, weights: list) -> str:
+    """What the figures mean: device, precision, sizes, how latency, memory and mAP were measured."""
+    mem = ("" if not memory else "; peak memory is the CUDA allocator peak of PyTorch" if cuda else
+           "; peak memory is the resident memory a fresh process gains at its peak while loading and running the model")
+    val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data and weights else ""
+    back_to_back = f" (each timed run the last of {burst} back to back)" if burst > 1 else ""
+    diffs = ", ".join(f"{r['model']} {r['onnxruntime_diff']:.1e}" for r in rows
+                      if r["batch"] == rows[0]["batch"] and r.get("onnxruntime_diff") is not None)
+    return (f"{'CUDA' if cuda else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
+            f"{', '.join(map(str, batch_size))}; latency is the median of {runs} runs after {warmup} warm-up runs "
+            f"of one forward pass, models interleaved{back_to_back}; ratios are to {rows[0]['model']} in the same "
+            f"run{mem}{val}" + (f"; ONNX Runtime max|diff| from PyTorch: {diffs}" if diffs else ""))
+
+
+def write_report(rows: list[dict], columns: list[str], save_dir: Path, table: str) -> None:
+    """compare.md (the table), compare.csv (every column) and compare.png (the bar chart), then the log."""
+    (save_dir / "compare.md").write_text(table)
+    with open(save_dir / "compare.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_bars(rows, save_dir / "compare.png")
+    LOGGER.info(f"\n{table}\nResults saved to {colorstr('bold', str(save_dir))}")
+
+
 def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: tuple[str, ...] = (),
         data: str | None = None, imgsz: int = 640, val_imgsz: int | None = None, batch_size: tuple[int, ...] = (1,),
         device: str = "cpu",
@@ -254,112 +395,39 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
     With int8 (needs data): OpenVINO FP32 and INT8 columns, and BF16 ones where the CPU has bf16 (benchmarks/lowp.py).
     """
     cfg, weights = list(cfg or ()), list(weights or ())
-    if not cfg and not weights:
-        raise ValueError("compare: give model YAMLs with --cfg, checkpoints with --weights, or both")
-    if cfg and weights and len(cfg) != len(weights):
-        raise ValueError(f"compare: {len(cfg)} --cfg but {len(weights)} --weights; give one checkpoint per YAML")
-    if data and not weights and not int8:
-        raise ValueError("compare: --data gives mAP only for trained models; add --weights (one per --cfg)")
-    if int8 and not data:
-        raise ValueError("compare: --int8 needs --data, whose train images calibrate the INT8 quantization")
     dev = select_device(device)
-    if half and dev.type == "cpu":
-        raise ValueError("compare: --half needs a CUDA device (--device 0); FP16 is not timed on CPU")
+    check_arguments(cfg, weights, data, int8, half, dev)
     torch.set_num_threads(threads)
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
-    n = max(len(cfg), len(weights))
-    specs = [{"cfg": cfg[i] if cfg else None, "weights": str(weights[i]) if weights else None} for i in range(n)]
-    for s in specs:
-        s["label"] = Path(s["cfg"] or s["weights"]).stem
-
+    specs = model_specs(cfg, weights)
     columns = COLUMNS + (lowp.COLUMNS if int8 else [])
     bf16 = int8 and dev.type == "cpu" and lowp.cpu_bf16_supported()
-    for s in specs:  # accuracy does not depend on the timing batch size: validate each checkpoint once
-        mapped = data and s["weights"]
-        s["map"] = validate(s["weights"], data, val_imgsz or imgsz, device, half, save_dir) if mapped else (None, None)
-        s["lowp_map"] = {}
-        if int8 and mapped:
-            s["lowp_map"] = lowp.lowp_map(s["weights"], s["label"], data, val_imgsz or imgsz, int8_images, save_dir,
-                                          lambda w, h: validate(w, data, val_imgsz or imgsz, device, h, save_dir))
+    measure_accuracy(specs, data, val_imgsz or imgsz, device, half, save_dir, int8, int8_images)
 
     rows = []
     for bs in batch_size:
-        entries = []
-        for s in specs:
-            trained = load_model(s["cfg"], s["weights"], dev)
-            fused = deepcopy(trained).fuse()
-            im = torch.rand(bs, 3, imgsz, imgsz, device=dev)
-            if half:
-                fused, im = fused.half(), im.half()
-            onnx_file, session = onnx_session(fused, im, save_dir / f"{s['label']}-b{bs}.pt", threads)
-            row = {"model": s["label"], "batch": bs,
-                   "params": sum(p.numel() for p in trained.parameters()), "gflops": get_flops(trained, imgsz),
-                   "params_fused": sum(p.numel() for p in fused.parameters()), "gflops_fused": get_flops(fused, imgsz)}
-            entries.append((s, row, fused, im, onnx_file, session))
+        entries = build_entries(specs, bs, imgsz, dev, half, threads, save_dir)
         if memory:
-            for s, row, fused, im, onnx_file, session in entries:
-                spec = {**s, "threads": threads, "batch": bs, "imgsz": imgsz}
-                row["pytorch_peak_mb"] = peak_memory_mb({**spec, "runtime": "pytorch"}, fused, im)
-                row["onnxruntime_peak_mb"] = (peak_memory_mb({**spec, "runtime": "onnxruntime", "onnx": str(onnx_file)})
-                                              if session is not None and dev.type == "cpu" else None)
-        # one runtime at a time: its idle worker threads keep spinning for a while and would slow the other one
-        with torch.no_grad():
-            pt = time_interleaved({e[1]["model"]: (lambda m=e[2], x=e[3]: m(x)) for e in entries}, runs, warmup,
-                                  dev.type == "cuda", burst)
-        feeds = {e[1]["model"]: (e[5], {e[5].get_inputs()[0].name: e[3].cpu().numpy()}) for e in entries if e[5]}
-        ort = time_interleaved({k: (lambda s=s, d=d: s.run(None, d)) for k, (s, d) in feeds.items()}, runs, warmup,
-                               False, burst)
-        for s, row, *_ in entries:
-            row["pytorch_ms"], row["onnxruntime_ms"] = pt[row["model"]], ort.get(row["model"])
-            row["map50"], row["map50_95"] = s["map"]
-        if int8:  # OpenVINO precisions interleaved with each other, then PyTorch bf16 on its own
-            calls = {}
-            for _, row, fused, im, onnx_file, _ in entries:
-                for k, call in lowp.openvino_calls(onnx_file, im, data, int8_images, int(fused.stride.max()), threads,
-                                                   bf16).items():
-                    calls[(row["model"], k)] = call
-            ov = time_interleaved(calls, runs, warmup, False, burst)
-            with torch.no_grad():
-                pt16 = time_interleaved({e[1]["model"]: lowp.pytorch_bf16_call(e[2], e[3]) for e in entries}, runs,
-                                        warmup, False, burst) if bf16 else {}
-            for s, row, *_ in entries:
-                m = row["model"]
-                row.update(openvino_ms=ov[(m, "fp32")], openvino_int8_ms=ov[(m, "int8")],
-                           openvino_bf16_ms=ov.get((m, "bf16")), pytorch_bf16_ms=pt16.get(m), **s["lowp_map"])
-        base = entries[0][1]
-        for _, row, *_ in entries:
-            row["pytorch_ratio"] = row["pytorch_ms"] / base["pytorch_ms"]
-            row["onnxruntime_ratio"] = (row["onnxruntime_ms"] / base["onnxruntime_ms"]
-                                        if row["onnxruntime_ms"] and base["onnxruntime_ms"] else None)
-            rows.append({k: row.get(k) for k in columns})
+            measure_memory(entries, threads, bs, imgsz, dev)
+        time_runtimes(entries, runs, warmup, dev.type == "cuda", burst)
+        if int8:
+            time_low_precision(entries, data, int8_images, threads, bf16, runs, warmup, burst)
+        add_ratios(entries)
+        rows += [{k: e.row.get(k) for k in columns} for e in entries]
     if int8:
         lowp.add_ratios(rows)
 
-    machine = machine_line(dev, threads)
-    cuda = dev.type == "cuda"
-    mem = ("" if not memory else "; peak memory is the CUDA allocator peak of PyTorch" if cuda else
-           "; peak memory is the resident memory a fresh process gains at its peak while loading and running the model")
-    val = f"; mAP from val.py on {data} at {val_imgsz or imgsz} px" if data and weights else ""
-    back_to_back = f" (each timed run the last of {burst} back to back)" if burst > 1 else ""
-    settings = (f"{'CUDA' if cuda else 'CPU'} {'FP16' if half else 'FP32'}, {imgsz}x{imgsz}, batch "
-                f"{', '.join(map(str, batch_size))}; latency is the median of {runs} runs after {warmup} warm-up runs "
-                f"of one forward pass, models interleaved{back_to_back}; ratios are to {rows[0]['model']} in the same "
-                f"run{mem}{val}")
+    settings = settings_line(rows, dev.type == "cuda", half, imgsz, batch_size, runs, warmup, burst, memory, data,
+                             val_imgsz, weights)
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "compare.py" \
         else "benchmarks.compare.run(...)"
-    table = markdown_table(rows, machine, settings, command)
+    table = markdown_table(rows, machine_line(dev, threads), settings, command)
     if int8:
         table += (f"\n{lowp.lowp_table(rows, bf16)}\n\nOpenVINO CPU, {threads} threads, one stream; INT8: NNCF "
                   f"post-training quantization on {int8_images} train images of {data}; ratios are to "
                   f"{rows[0]['model']}, INT8 / FP32 per model; {lowp.bf16_note()}\n")
-    (save_dir / "compare.md").write_text(table)
-    with open(save_dir / "compare.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    plot_bars(rows, save_dir / "compare.png")
-    LOGGER.info(f"\n{table}\nResults saved to {colorstr('bold', str(save_dir))}")
+    write_report(rows, columns, save_dir, table)
     return rows
 
 
