@@ -6,6 +6,10 @@ val.run(), measures parameters, GFLOPs and fused CPU latency once per model, and
 std and the 95% Student-t interval of P, R, mAP50 and mAP50-95, then every model's paired difference in mAP50-95 to
 the first model over the seeds both completed.
 
+Each run trained in the call also reports its training: epochs, minutes, seconds per epoch (training and
+validation), the best mAP50 and mAP50-95 over its epochs (results.csv) and the first epoch mAP50 reached --target.
+With one seed this is the single training benchmark of two models (formerly benchmarks/train_shapes.py).
+
 Runs live in <project>/<cfg stem>/seed<N>. A run whose metrics were written (ablate.json) is not trained again; a
 killed training continues from its last.pt with train.py's --resume; a run that fails is reported and left out of
 the statistics while the others still count. A second call therefore only does the missing work.
@@ -13,6 +17,7 @@ the statistics while the others still count. A second call therefore only does t
 Usage:
     python benchmarks/ablate.py --cfg yolov5n.yaml yolov5n-csppc.yaml --data shapes.yaml --epochs 30 --seeds 0 1 2
     python benchmarks/ablate.py --cfg yolov5n.yaml yolov5n-csppc.yaml --epochs 30 --imgsz 160 --project runs/abl
+    python benchmarks/ablate.py --cfg yolov5n-csppc.yaml --seeds 0 --epochs 60 --threads 1 --workers 1   # one run
 
 Writes <project>/runs.csv (one row per run), summary.csv (one row per model), ablation.md (the tables) and
 ablation.png (mAP50-95 against CPU latency and against parameters, error bars the 95% intervals).
@@ -24,8 +29,6 @@ import argparse
 import csv
 import json
 import math
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,6 +41,7 @@ import torch  # noqa: E402
 
 import train  # noqa: E402
 import val  # noqa: E402
+from benchmarks.timing import loadavg, time_interleaved  # noqa: E402
 from models.experimental import torch_safe_load  # noqa: E402
 from models.yolo import DetectionModel  # noqa: E402
 from utils.general import LOGGER, check_dataset, check_yaml, set_logging  # noqa: E402
@@ -47,6 +51,7 @@ from utils.torch_utils import get_flops  # noqa: E402
 
 METRICS = ("P", "R", "mAP50", "mAP50-95")
 DONE = "ablate.json"  # written into a run folder once its best.pt is validated
+TRAINING = ("epochs", "train_min", "s_per_epoch", "best_mAP50", "best_mAP50-95", "target_epoch")
 
 
 def run_state(run_dir: Path) -> str:
@@ -67,11 +72,13 @@ def run_state(run_dir: Path) -> str:
 
 
 def train_and_validate(cfg: str, seed: int, run_dir: Path, data: str, epochs: int, imgsz: int, batch_size: int,
-                       hyp: str, workers: int, device: str) -> dict:
-    """Bring one (cfg, seed) run to completion (train, resume or nothing) and return its validation metrics."""
+                       hyp: str, workers: int, device: str, target: float = 0.9) -> dict:
+    """Bring one (cfg, seed) run to completion (train, resume or nothing); its validation metrics and its training
+    record (minutes only for a run trained from scratch in this call: a resumed one measured only its rest)."""
     state = run_state(run_dir)
     if state == "done":
         return json.loads((run_dir / DONE).read_text())
+    t = time.perf_counter()
     if state == "resume":
         LOGGER.info(f"ablate: resuming {run_dir} from its last.pt")
         train.run(resume=str(run_dir / "weights" / "last.pt"))
@@ -80,28 +87,40 @@ def train_and_validate(cfg: str, seed: int, run_dir: Path, data: str, epochs: in
         train.run(cfg=cfg, data=data, epochs=epochs, imgsz=imgsz, batch_size=batch_size, hyp=hyp, workers=workers,
                   device=device, seed=seed, project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
                   noplots=True, patience=0)  # patience 0: every seed runs every epoch
+    minutes = (time.perf_counter() - t) / 60 if state == "new" else None
     best = run_dir / "weights" / "best.pt"
     if not best.is_file():
         raise FileNotFoundError(f"{best}: training ended without a best.pt")
     results, _, _ = val.run(data, weights=str(best), batch_size=batch_size * 2, imgsz=imgsz, device=device,
                             workers=workers, project=str(run_dir), name="val", exist_ok=True, half=False, plots=False)
     metrics = {k: float(v) for k, v in zip(METRICS, results[:4])}
+    metrics.update(training_record(run_dir / "results.csv", minutes, target))
     (run_dir / DONE).write_text(json.dumps(metrics))
     return metrics
+
+
+def training_record(results_csv: Path, minutes: float | None, target: float) -> dict:
+    """Epochs, minutes and seconds per epoch of a training, its best mAP50 and mAP50-95 over the epochs (EMA weights,
+    as results.csv logs them) and the first epoch whose mAP50 reached target (None if none did)."""
+    with open(results_csv, newline="") as f:
+        rows = [{k.strip(): float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    map50 = [r["metrics/mAP_0.5"] for r in rows]
+    reached = next((int(r["epoch"]) for r, m in zip(rows, map50) if m >= target), None)
+    return {"epochs": len(rows), "train_min": minutes,
+            "s_per_epoch": None if minutes is None else minutes * 60 / max(len(rows), 1),
+            "best_mAP50": max(map50, default=math.nan),
+            "best_mAP50-95": max((r["metrics/mAP_0.5:0.95"] for r in rows), default=math.nan),
+            "target_epoch": reached}
 
 
 def profile(cfg: str, nc: int, imgsz: int, runs: int = 30, warmup: int = 5) -> dict:
     """Parameters, GFLOPs and median batch-1 CPU latency (ms) of the fused model at imgsz; weights do not matter."""
     model = DetectionModel(check_yaml(cfg), nc=nc).eval().fuse()
     params, gflops = sum(p.numel() for p in model.parameters()), get_flops(model, imgsz)
-    im, times = torch.rand(1, 3, imgsz, imgsz), []
+    im = torch.rand(1, 3, imgsz, imgsz)
     with torch.inference_mode():
-        for i in range(warmup + runs):
-            t = time.perf_counter()
-            model(im)
-            if i >= warmup:
-                times.append((time.perf_counter() - t) * 1000)
-    return {"params": params, "gflops": gflops, "latency_ms": statistics.median(times) if times else math.nan}
+        ms = time_interleaved({cfg: lambda: model(im)}, runs, warmup)[cfg] if runs else math.nan
+    return {"params": params, "gflops": gflops, "latency_ms": ms}
 
 
 def _cell(s: dict) -> str:
@@ -132,10 +151,27 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def training_table(rows: list[dict], target: float) -> str:
+    """One line per completed run: how long its training took and how its epoch mAP went."""
+
+    def f(v, fmt: str) -> str:
+        return "-" if v is None or v == "" else format(v, fmt)
+
+    lines = [f"| model | seed | epochs | s / epoch (train + val) | best mAP50 | best mAP50-95 | mAP50 >= {target} "
+             f"first at | minutes |", "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        if r["status"] == "ok":
+            lines.append(f"| {r['cfg']} | {r['seed']} | {r.get('epochs', '-')} | {f(r.get('s_per_epoch'), '.1f')} | "
+                         f"{f(r.get('best_mAP50'), '.3f')} | {f(r.get('best_mAP50-95'), '.3f')} | "
+                         f"{'-' if r.get('target_epoch') is None else 'epoch ' + str(r['target_epoch'])} | "
+                         f"{f(r.get('train_min'), '.1f')} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_csvs(project: Path, rows: list[dict], summary: list[dict]) -> None:
     """runs.csv: one row per (cfg, seed); summary.csv: one row per model with every statistic flattened."""
     with open(project / "runs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["cfg", "seed", "status", *METRICS, "run_dir", "error"])
+        w = csv.DictWriter(f, fieldnames=["cfg", "seed", "status", *METRICS, *TRAINING, "run_dir", "error"])
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in w.fieldnames})
@@ -177,9 +213,12 @@ def plot(project: Path, summary: list[dict]) -> Path:
 def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), data: str = "shapes.yaml", epochs: int = 30,
         seeds: tuple[int, ...] = (0, 1, 2), imgsz: int = 320, batch_size: int = 16,
         hyp: str = str(ROOT / "data/hyps/hyp.scratch-low.yaml"), workers: int = 2, device: str = "cpu",
-        project: str = str(ROOT / "runs/ablate"), latency_runs: int = 30) -> list[dict]:
+        project: str = str(ROOT / "runs/ablate"), latency_runs: int = 30, target: float = 0.9,
+        threads: int | None = None) -> list[dict]:
     """Train, validate and profile every (cfg, seed); write the CSVs, tables and plot; return the per-model summary."""
     cfg = tuple(cfg)
+    if threads:
+        torch.set_num_threads(threads)
     if len(cfg) < 1 or len(seeds) < 1:
         raise ValueError("ablate: give at least one --cfg and one --seeds value")
     project = Path(project)
@@ -191,7 +230,8 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), data: str
             run_dir = project / Path(c).stem / f"seed{seed}"
             row = {"cfg": Path(c).stem, "seed": seed, "run_dir": str(run_dir)}
             try:
-                row.update(train_and_validate(c, seed, run_dir, data, epochs, imgsz, batch_size, hyp, workers, device))
+                row.update(train_and_validate(c, seed, run_dir, data, epochs, imgsz, batch_size, hyp, workers, device,
+                                              target))
                 row["status"] = "ok"
             except Exception as e:  # one broken run must not cost the others
                 LOGGER.warning(f"WARNING ⚠️ ablate: {Path(c).stem} seed {seed} failed in {run_dir}: {e!r}")
@@ -214,10 +254,10 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), data: str
         s["diff"] = paired_difference([r["mAP50-95"] for r in paired], [base[r["seed"]] for r in paired])
         summary.append(s)
 
-    table = markdown(summary)
+    table = markdown(summary) + "\n" + training_table(rows, target)
     failed = [r for r in rows if r["status"] != "ok"]
     note = (f"{len(ok)}/{len(rows)} runs complete; {epochs} epochs, {imgsz} px, seeds {list(seeds)}, data {data}; "
-            f"CPU latency on {torch.get_num_threads()} threads (load average {_loadavg():.1f})\n")
+            f"CPU latency on {torch.get_num_threads()} threads (load average {loadavg():.1f})\n")
     if failed:
         note += "failed: " + ", ".join(f"{r['cfg']} seed {r['seed']} ({r['run_dir']})" for r in failed) + "\n"
     (project / "ablation.md").write_text(table + "\n" + note)
@@ -225,13 +265,6 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), data: str
     plot(project, summary)
     LOGGER.info("\n" + table + "\n" + note + f"Results saved to {project}")
     return summary
-
-
-def _loadavg() -> float:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return math.nan
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
@@ -248,6 +281,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cuda device (0, 1, ...) or cpu")
     parser.add_argument("--project", default=str(ROOT / "runs/ablate"), help="run folders and reports go here")
     parser.add_argument("--latency-runs", type=int, default=30, help="timed forward passes per model")
+    parser.add_argument("--target", type=float, default=0.9, help="mAP50 whose first epoch is reported per run")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     return parser.parse_args(argv)
 
 

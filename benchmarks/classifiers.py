@@ -47,7 +47,7 @@ def train_one(model: str, data: str, imgsz: int, epochs: int, batch_size: int, s
     m = attempt_load(best, fuse=False)
     return {"model": Path(model).stem, "params": sum(p.numel() for p in m.parameters()),
             "gflops_224": get_flops(m, 224), f"gflops_{imgsz}": get_flops(m, imgsz), "top1": top1, "top5": top5,
-            "train_img_s": n_train * len(timer.epochs) / max(timer.seconds, 1e-9), "weights": str(best)}
+            "train_img_s": n_train * timer.epochs / max(timer.seconds, 1e-9), "weights": str(best)}
 
 
 def train_step(weights: str, batch_size: int, imgsz: int):

@@ -1,5 +1,5 @@
 """The benchmarks' timing helpers, in one place: interleaved latency, ONNX Runtime sessions for timing, the machine's
-load, and an epoch timer fed by training callbacks."""
+load, and an epoch timer fed by the training callbacks."""
 
 from __future__ import annotations
 
@@ -72,51 +72,18 @@ def ort_session(file: str | Path, threads: int, providers: tuple[str, ...] = ("C
 
 
 class EpochTimer:
-    """Training seconds, images and validation seconds of every epoch, and the epoch mAP, from train.py's callbacks.
+    """Seconds spent in training loops (epoch start to epoch end, validation excluded), from the training callbacks."""
 
-    Training time runs from an epoch's start to its end (validation excluded); images are counted where the loop
-    reports its batches (on_train_batch_end), validation from the epoch's end to the fit-epoch callback.
-    """
+    def __init__(self, callbacks: Callbacks):
+        self.seconds, self.epochs, self._t = 0.0, 0, 0.0
+        callbacks.register_action("on_train_epoch_start", "bench.start", self.start)
+        callbacks.register_action("on_train_epoch_end", "bench.end", self.end)
 
-    def __init__(self, callbacks: Callbacks, target: float = 0.9, map_columns: tuple[int, int] | None = None):
-        self.target, self.t0, self._t, self._t_end, self.images = target, time.time(), 0.0, 0.0, 0
-        self.map_columns = map_columns  # where mAP50 and mAP50-95 sit in the fit-epoch values (train.py: 5, 6)
-        self.epochs: list[dict] = []
-        for event, action in (("on_train_start", self.on_train_start), ("on_train_epoch_start", self.epoch_start),
-                              ("on_train_batch_end", self.batch_end), ("on_train_epoch_end", self.epoch_end),
-                              ("on_fit_epoch_end", self.fit_epoch_end)):
-            callbacks.register_action(event, "bench.timer", action)
+    def start(self, *args, **kwargs) -> None:
+        """An epoch's training begins."""
+        self._t = time.perf_counter()
 
-    def on_train_start(self, *args, **kwargs) -> None:
-        self.t0 = time.time()
-
-    def epoch_start(self, *args, **kwargs) -> None:
-        self._t, self.images = time.perf_counter(), 0
-
-    def batch_end(self, model=None, ni=None, imgs=None, *args, **kwargs) -> None:
-        self.images += 0 if imgs is None else imgs.shape[0]
-
-    def epoch_end(self, *args, **kwargs) -> None:
-        self._t_end = time.perf_counter()
-        self.epochs.append({"train_s": self._t_end - self._t, "images": self.images, "val_s": 0.0})
-
-    def fit_epoch_end(self, vals=None, *args, **kwargs) -> None:
-        e = self.epochs[-1]
-        e.update(val_s=time.perf_counter() - self._t_end, wall_s=time.time() - self.t0)
-        if self.map_columns and vals is not None:
-            e.update({"mAP50": float(vals[self.map_columns[0]]), "mAP50-95": float(vals[self.map_columns[1]])})
-
-    @property
-    def seconds(self) -> float:
-        """Training seconds over all epochs."""
-        return sum(e["train_s"] for e in self.epochs)
-
-    def summary(self) -> dict:
-        """Images per training second, seconds per epoch, and the first epoch (and minute) mAP50 reached target."""
-        n = max(len(self.epochs), 1)
-        reached = next((i for i, e in enumerate(self.epochs) if e.get("mAP50", -1) >= self.target), None)
-        return {"train_img_s": sum(e["images"] for e in self.epochs) / max(self.seconds, 1e-9),
-                "train_s_per_epoch": self.seconds / n, "val_s_per_epoch": sum(e["val_s"] for e in self.epochs) / n,
-                "target_epoch": reached, "target_wall_min": None if reached is None else
-                self.epochs[reached].get("wall_s", math.nan) / 60,
-                "wall_min": self.epochs[-1].get("wall_s", math.nan) / 60 if self.epochs else 0.0}
+    def end(self, *args, **kwargs) -> None:
+        """An epoch's training ends (its validation follows)."""
+        self.seconds += time.perf_counter() - self._t
+        self.epochs += 1

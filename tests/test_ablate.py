@@ -144,3 +144,21 @@ def test_markdown_marks_differences_within_noise():
     assert "| b | 3 | +0.0067 |" in md and "no (within noise)" in md.split("| b |")[-1].split("\n")[0]
     assert md.split("| c |")[-1].split("\n")[0].rstrip().endswith("| yes |")
     assert "0.510 ± 0.010 [0.485, 0.535]" in md  # mean 0.51, s = 0.01, t(0.975, 2) = 4.303
+
+
+def test_training_record_and_table_from_results_csv(tmp_path):
+    """The one-seed training figures (formerly benchmarks/train_shapes.py): read from a run's results.csv."""
+    from utils.loggers import write_results_row
+
+    f = tmp_path / "results.csv"
+    for epoch, (m50, m5095) in enumerate([(0.5, 0.3), (0.92, 0.61), (0.9, 0.66)]):
+        write_results_row(f, epoch, [0.1, 0.1, 0.1, 0.8, 0.7, m50, m5095, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+    record = ablate.training_record(f, minutes=3.0, target=0.9)
+    assert record == {"epochs": 3, "train_min": 3.0, "s_per_epoch": 60.0, "best_mAP50": 0.92,
+                      "best_mAP50-95": 0.66, "target_epoch": 1}
+    assert ablate.training_record(f, minutes=None, target=0.95)["target_epoch"] is None
+    rows = [{"cfg": "yolov5n", "seed": 0, "status": "ok", **record},
+            {"cfg": "yolov5n-csppc", "seed": 0, "status": "failed"}]
+    table = ablate.training_table(rows, 0.9)
+    assert "| yolov5n | 0 | 3 | 60.0 | 0.920 | 0.660 | epoch 1 | 3.0 |" in table
+    assert "yolov5n-csppc" not in table  # a failed run has no training figures

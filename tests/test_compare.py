@@ -109,3 +109,14 @@ def test_time_interleaved_burst_times_the_last_call_of_each_burst():
     count.update(a=0, b=0)
     ms = compare.time_interleaved({k: (lambda k=k: call(k)) for k in count}, runs=3, warmup=0, cuda=False)
     assert count == {"a": 3, "b": 3} and ms["a"] >= 0  # burst 1: one timed call per round, as before
+
+
+def test_onnx_runtime_checked_against_pytorch(tmp_path):
+    """Folded from benchmarks/inference.py: the timed ONNX export's largest difference from PyTorch, per model."""
+    rows = compare.run(cfg=CFGS, imgsz=64, runs=1, warmup=0, threads=1, memory=False, project=tmp_path, name="d")
+    assert all(0 <= r["onnxruntime_diff"] < 1e-3 for r in rows)
+    md = (tmp_path / "d" / "compare.md").read_text()
+    assert f"ONNX Runtime max|diff| from PyTorch: yolov5n {rows[0]['onnxruntime_diff']:.1e}" in md
+    assert "thread wait" in md
+    assert float(_read_csv(tmp_path / "d" / "compare.csv")[1]["onnxruntime_diff"]) == pytest.approx(
+        rows[1]["onnxruntime_diff"])
