@@ -555,8 +555,10 @@ def check_imshow(warn: bool = False) -> bool:
             cv2.imshow("test", np.zeros((8, 8, 3), dtype=np.uint8))
             cv2.waitKey(1)
             cv2.destroyAllWindows()
-        except cv2.error as e:
+        except cv2.error as e:  # opencv-python-headless, which requirements.txt installs, has no window support
             reason = str(e).strip().splitlines()[-1][:100]
+            reason += "; windows need OpenCV with GUI support: pip uninstall -y opencv-python-headless && " \
+                      "pip install opencv-python (keep only one: both install cv2)"
     if reason and warn:
         LOGGER.warning(f"WARNING Environment does not support cv2.imshow(): {reason}")
     return not reason
