@@ -189,3 +189,28 @@ def test_walker_sees_layer_and_script_imports(tmp_path):
     assert cycles(graph) == [["models.common", "utils.general"]]
     assert sorted(f"{s} -> {t}" for s in names for t in graph[s] if t in names) == ["segment.train -> segment.val",
                                                                                    "train -> val"]
+
+
+# the utils leaf ----------------------------------------------------------------------------------------------------
+
+# ROOT is left out: scripts compute their own to put the repository on sys.path before they can import utils
+SHARED = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NUM_THREADS", "LOGGER", "TQDM_BAR_FORMAT", "IMG_FORMATS",
+          "VID_FORMATS")
+
+
+def test_utils_init_is_a_leaf():
+    """utils/__init__.py (logging set-up and shared constants) imports no project module, so anything may import it."""
+    assert import_graph(ROOT)["utils"] == set()
+
+
+def test_shared_constants_have_one_definition():
+    """Each shared constant is assigned at module level in utils/__init__.py only; the rest import it."""
+    owners = {name: [] for name in SHARED}
+    for m, path in module_files(ROOT).items():
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            for t in targets:
+                for name in [e.id for e in ast.walk(t) if isinstance(e, ast.Name) and e.id in owners]:
+                    owners[name].append(m)
+    assert owners == {name: ["utils"] for name in SHARED}
