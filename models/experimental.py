@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.common import BLOCKS, DualPConv, PConv, Proto
+from models.blocks import BLOCKS, DualPConv, PConv
 from models.extra_blocks import (
     CrossConv,
     MixConv2d,  # noqa: F401  (v7.0 pickles it as models.experimental.MixConv2d)
@@ -24,7 +24,8 @@ from models.extra_blocks import (
     TransformerLayer,
 )
 from models.fused import CSPPCFused, DetectFused, SPPFFused
-from models.yolo import BaseModel, ClassificationModel, Detect, DetectionModel, SegmentationModel
+from models.heads import Detect, Proto
+from models.yolo import BaseModel, ClassificationModel, DetectionModel, SegmentationModel
 from utils.classify_data import CenterCrop, ToTensor
 from utils.general import LOGGER
 from utils.torch_utils import save_atomic

@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.common import CSPPC, SPPF, Conv
-from models.yolo import Detect
+from models.blocks import CSPPC, SPPF, Conv
+from models.heads import Detect
 from utils.torch_utils import fuse_conv_and_bn
 
 
