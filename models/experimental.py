@@ -263,15 +263,11 @@ class Ensemble(nn.ModuleList):
 def _update_legacy_modules(model: nn.Module, inplace: bool) -> None:
     """Attributes that models pickled by other torch/YOLOv5 versions may lack or hold in an older form."""
     for m in model.modules():
-        t = type(m)
-        if t in (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU, Detect, DetectionModel):
+        if isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU, Detect, DetectionModel)):
             m.inplace = inplace
-            if t is Detect and not isinstance(m.anchor_grid, list):  # YOLOv5 before v6.2 kept a buffer here
-                delattr(m, "anchor_grid")
-                m.anchor_grid = [torch.zeros(1)] * m.nl
-            if t is Detect:
-                m.grid = [torch.zeros(1)] * m.nl  # force rebuilding on the first call
-        elif t is nn.Upsample and not hasattr(m, "recompute_scale_factor"):
+        if isinstance(m, Detect):  # any grid-decoding head, subclasses included
+            m.reset_grids()  # grids pickled by another version may be stale or a pre-v6.2 buffer
+        elif isinstance(m, nn.Upsample) and not hasattr(m, "recompute_scale_factor"):
             m.recompute_scale_factor = None  # torch 1.11.0 compatibility
 
 

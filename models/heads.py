@@ -79,6 +79,21 @@ class Detect(nn.Module):
         self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
         self.inplace = inplace
 
+    @classmethod
+    def decodes_as_detect(cls) -> bool:
+        """Whether inference gives Detect's own decode (no override of forward, _activate or _make_grid).
+
+        Code that depends on the exact decode (the fused inference form) asks this rather than `type(m) is Detect`,
+        so a subclass that changes only the layers or adds attributes is treated as Detect is.
+        """
+        return all(getattr(cls, k) is getattr(Detect, k) for k in ("forward", "_activate", "_make_grid"))
+
+    def reset_grids(self) -> None:
+        """Forget the cached cell and anchor grids; the next inference call rebuilds them for its input size."""
+        self._buffers.pop("anchor_grid", None)  # YOLOv5 before v6.2 kept anchor_grid as a buffer
+        self.grid = [torch.empty(0) for _ in range(self.nl)]
+        self.anchor_grid = [torch.empty(0) for _ in range(self.nl)]
+
     def forward(self, x):
         z = []
         for i in range(self.nl):

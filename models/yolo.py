@@ -150,7 +150,7 @@ class DetectionModel(BaseModel):
             s = 256  # a size every stride divides
             m.inplace = self.inplace
             out = self.forward(torch.zeros(1, ch, s, s))
-            out = out[0] if isinstance(m, Segment) else out  # Segment trains on (levels, prototypes)
+            out = out[0] if isinstance(out, tuple) else out  # a head such as Segment trains on (levels, extras)
             m.stride = torch.tensor([s / x.shape[-2] for x in out])
             check_anchor_order(m)
             m.anchors /= m.stride.view(-1, 1, 1)  # anchors are kept in grid units

@@ -29,20 +29,35 @@ def module_files(root: Path) -> dict[str, Path]:
     return out
 
 
+def from_module(node: ast.ImportFrom, path: Path, module: str) -> str:
+    """The absolute module a `from ... import` statement in `module` (at path) reads from."""
+    if not node.level:
+        return node.module or ""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    parts = package.split(".")[: len(package.split(".")) - node.level + 1]  # relative: drop level - 1 parts
+    return ".".join([*parts, node.module] if node.module else parts)
+
+
 def imported_names(path: Path, module: str) -> set[str]:
     """Every dotted name an import statement anywhere in the file may load (`from a import b` gives a and a.b)."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: drop level - 1 trailing parts of the package
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
+            base = from_module(node, path, module)
             names |= {base} | {f"{base}.{a.name}" for a in node.names}
     return names
+
+
+def private_imports(root: Path) -> list[str]:
+    """`from <project module> import _name` statements: a private name shared across modules."""
+    modules, bad = module_files(root), []
+    for m, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and resolve(from_module(node, path, m), modules):
+                bad += [f"{m}: {a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    return bad
 
 
 def resolve(name: str, modules: dict[str, Path]) -> str | None:
@@ -143,6 +158,11 @@ def test_no_script_imports_a_script():
     assert sorted(f"{s} -> {t}" for s in names for t in graph.get(s, ()) if t in names) == []
 
 
+def test_no_private_name_is_imported_across_modules():
+    """A name starting with `_` belongs to its module; one that others need gets a public name."""
+    assert private_imports(ROOT) == []
+
+
 # the walker itself, on a small tree ------------------------------------------------------------------------------
 
 
@@ -160,12 +180,13 @@ def test_walker_finds_a_cycle_closed_inside_a_function(tmp_path):
         "pkg/__init__.py": "",
         "pkg/a.py": "import numpy\nfrom pkg.b import f\n",
         "pkg/b.py": "def f():\n    from . import a  # lazy\n    return a\n",
-        "pkg/c.py": "from pkg import a\n",
+        "pkg/c.py": "from pkg import a\nfrom .b import _helper, __version__\n",
     })
     graph = import_graph(root)
     assert graph["pkg.b"] == {"pkg", "pkg.a"}  # the relative, function-level import (it runs pkg/__init__ too)
     assert graph["pkg.a"] == {"pkg.b"}
     assert cycles(graph) == [["pkg.a", "pkg.b"]]
+    assert private_imports(root) == ["pkg.c: _helper"]
 
 
 def test_walker_sees_layer_and_script_imports(tmp_path):
