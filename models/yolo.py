@@ -306,6 +306,13 @@ def _activation(name: str) -> nn.Module:
     return cls(*args)
 
 
+def _layer_type(cls: type) -> str:
+    """A layer's module.Class name for the table; run as a script, this file's heads show bare (Detect), as in v7.0."""
+    t = f"{cls.__module__}.{cls.__name__}"
+    script = __name__ == "__main__" and t.startswith("models.yolo.")  # v7.0 strips '__main__.' from its own classes
+    return t[len("models.yolo.") :] if script else t
+
+
 def parse_model(d: dict, ch: list[int]):
     """Build nn.Sequential and the list of layer outputs to keep from a model dict."""
     LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
@@ -321,7 +328,7 @@ def parse_model(d: dict, ch: list[int]):
         ch_in = [ch[x] for x in (f if isinstance(f, list) else [f])]
         args, n, c2 = parser(args, n, ch_in, gw, d)
         m_ = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
-        t = f"{cls.__module__}.{cls.__name__}".replace("__main__.", "")
+        t = _layer_type(cls)
         m_.i, m_.f, m_.type, m_.np = i, f, t, sum(x.numel() for x in m_.parameters())
         LOGGER.info(f"{i:>3}{str(f):>18}{n_:>3}{m_.np:10.0f}  {t:<40}{str(args):<30}")
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
