@@ -15,9 +15,9 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
-from utils.general import LOGGER, NUM_THREADS, TQDM_BAR_FORMAT, segments2boxes
+from utils import IMG_FORMATS, LOGGER, NUM_THREADS, TQDM_BAR_FORMAT
+from utils.general import segments2boxes
 
-IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp")  # lower-case suffixes
 CACHE_VERSION = "yolo-labels-v2"  # bump when the layout or the checks change (v2: polygons); older caches are rebuilt
 JPEG_EOI = b"\xff\xd9"  # end-of-image marker
 MIN_SIZE = 10  # pixels; anything smaller cannot hold an object at any training size
@@ -130,7 +130,7 @@ def jpeg_data_complete(data: bytes) -> bool:
         return False
 
 
-def _check_image(im_file: str) -> tuple[tuple[int, int], str]:
+def check_image(im_file: str) -> tuple[tuple[int, int], str]:
     """Return (width, height) and a note for one image, raising ValueError with the reason when it is unusable."""
     if os.path.getsize(im_file) == 0:
         raise ValueError("zero-byte file")
@@ -254,7 +254,7 @@ def verify_image_label(args: tuple[str, str, str]) -> tuple:
     nm = nf = ne = nc = nd = 0
     msgs = []
     try:
-        shape, note = _check_image(im_file)
+        shape, note = check_image(im_file)
         if note:
             msgs.append(f"{prefix}WARNING ⚠️ {im_file}: {note}")
         segments = []
@@ -289,7 +289,7 @@ def get_hash(paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def _map(fn, items: list, desc: str, total: int):
+def pool_imap(fn, items: list, desc: str, total: int):
     """Yield fn(item) in order from a process pool, or in this process when a pool cannot be started."""
     try:
         pool = Pool(min(NUM_THREADS, max(1, total)))
@@ -310,7 +310,7 @@ def scan_labels(im_files: list[str], label_files: list[str], prefix: str = "", d
     cache = {"im_files": [], "labels": [], "shapes": [], "segments": [], "msgs": []}
     nm = nf = ne = nc = nd = 0
     jobs = [(im, lb, prefix) for im, lb in zip(im_files, label_files)]
-    bar = _map(verify_image_label, jobs, desc=f"{prefix}Scanning {desc}...", total=len(jobs))
+    bar = pool_imap(verify_image_label, jobs, desc=f"{prefix}Scanning {desc}...", total=len(jobs))
     for im_file, lb, shape, segments, nm_f, nf_f, ne_f, nc_f, nd_f, msg in bar:
         nm, nf, ne, nc, nd = nm + nm_f, nf + nf_f, ne + ne_f, nc + nc_f, nd + nd_f
         if im_file:

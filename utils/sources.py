@@ -14,12 +14,11 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from utils import IMG_FORMATS, VID_FORMATS
 from utils.augmentations import letterbox
 from utils.dataset_check import MAX_IMAGE_PIXELS, ImageError, header_size, imread, opencv_reason
 from utils.general import LOGGER, clean_str
 
-IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
-VID_FORMATS = ("asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 MAX_URL_BYTES = 64 << 20  # an image fetched from a URL is read into memory up to this size, and refused beyond it
 OPEN_TIMEOUT_MS = 5000  # a stream that does not answer within this is reported, never waited on forever
