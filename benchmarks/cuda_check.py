@@ -255,7 +255,7 @@ def train_images_per_second(cfg: str, s: Sizes, device: torch.device, iters: int
 
 def latency(r: Report, run: Runner, s: Sizes, device: str, out: Path) -> None:
     """compare.py's CUDA columns, then fused FP16 latency in eager, channels_last and torch.compile forms."""
-    from benchmarks.compare import time_interleaved
+    from benchmarks.timing import time_interleaved
     from models.yolo import DetectionModel
 
     cuda = device != "cpu"
