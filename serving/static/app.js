@@ -110,7 +110,10 @@ async function predict(file) {
   }
 }
 
-$("file").addEventListener("change", (e) => e.target.files.length && predict(e.target.files[0]));
+$("file").addEventListener("change", (e) => {
+  if (e.target.files.length) predict(e.target.files[0]);
+  e.target.value = "";  // so that choosing the same file again (say, for another model) fires again
+});
 const drop = $("drop");
 ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
 ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
