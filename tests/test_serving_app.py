@@ -229,14 +229,16 @@ def test_batched_results_equal_single_results(models, files):
             assert g == w
 
 
-def test_onnx_exports_are_served_like_the_pt_model(models, files, tmp_path):
-    pt = shutil.copy(files["det"], tmp_path / "shapes_onnx.pt")
-    onnx_file = export.run(weights=pt, imgsz=(160, 160), include=["onnx"])[0]
-    served = ServedModel(onnx_file, CPU)
-    assert (served.task, served.fixed, served.batch, served.imgsz) == ("detect", (160, 160), 1, 160)
-    data = (files["dir"] / "square.jpg").read_bytes()  # square: the .pt and the export see the same input
-    with client([models["det"], served], max_batch=4) as c:
+def test_exports_are_served_like_the_pt_model(models, files, tmp_path):
+    pt = shutil.copy(files["det"], tmp_path / "exported.pt")
+    exports = export.run(weights=pt, imgsz=(160, 160), include=["torchscript", "onnx", "openvino"])
+    data = (files["dir"] / "square.jpg").read_bytes()  # square: the .pt and the exports see the same input
+    with client([models["det"]]) as c:
         want = as_rows(post(c, "shapes", data, size=160).json())
-        got = as_rows(post(c, "shapes_onnx", data, size=320).json())  # the export's own size wins
     assert len(want) > 0
-    assert_same_detections(got, want, px=1.0, what="onnx vs pt")
+    for f in exports:
+        served = ServedModel(f, CPU)
+        assert (served.task, served.fixed, served.batch, served.imgsz) == ("detect", (160, 160), 1, 160)
+        with client([served], max_batch=4) as c:
+            got = as_rows(post(c, served.name, data, size=320).json())  # the export's own size wins
+        assert_same_detections(got, want, px=1.0, what=f"{f} vs pt")
