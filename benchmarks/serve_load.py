@@ -161,21 +161,26 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), imgsz: in
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", nargs="+", default=["yolov5n.yaml", "yolov5n-csppc.yaml"], help="model YAMLs")
-    parser.add_argument("--imgsz", type=int, default=640, help="inference size")
-    parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 16], help="concurrency levels")
-    parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds the requests are split into")
-    parser.add_argument("--memory-requests", type=int, default=2000, help="requests between the two memory readings")
-    parser.add_argument("--max-batch", type=int, default=8, help="serve.py --max-batch when batching is on")
-    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="serve.py --max-wait-ms")
-    parser.add_argument("--threads", type=int, default=2, help="the server's torch threads (OMP_NUM_THREADS)")
-    parser.add_argument("--image", default=str(ROOT / "data/images/shapes_0.jpg"), help="the image every request sends")
-    parser.add_argument("--port", type=int, default=8765, help="127.0.0.1 ports (this and the next) for the servers")
+    add = parser.add_argument
+    add("--cfg", nargs="+", default=["yolov5n.yaml", "yolov5n-csppc.yaml"], help="model YAMLs")
+    add("--imgsz", type=int, default=640, help="inference size")
+    add("--clients", nargs="+", type=int, default=[1, 4, 16], help="concurrency levels")
+    add("--requests", type=int, default=200, help="requests per concurrency level")
+    add("--rounds", type=int, default=4, help="alternating rounds the requests are split into")
+    add("--memory-requests", type=int, default=2000, help="requests between the two memory readings")
+    add("--max-batch", type=int, default=8, help="serve.py --max-batch when batching is on")
+    add("--max-wait-ms", type=float, default=2.0, help="serve.py --max-wait-ms")
+    add("--threads", type=int, default=2, help="the server's torch threads (OMP_NUM_THREADS)")
+    add("--image", default=str(ROOT / "data/images/shapes_0.jpg"), help="the image every request sends")
+    add("--port", type=int, default=8765, help="127.0.0.1 ports (this and the next) for the servers")
     return parser.parse_args(argv)
+
+
+def main(opt: argparse.Namespace) -> list[dict]:
+    """Run the load test with the parsed flags."""
+    return run(**{**vars(opt), "cfg": tuple(opt.cfg), "clients": tuple(opt.clients)})
 
 
 if __name__ == "__main__":
     set_logging()
-    opt = parse_opt()
-    run(**{**vars(opt), "cfg": tuple(opt.cfg), "clients": tuple(opt.clients)})
+    main(parse_opt())
