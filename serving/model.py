@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from models.backends import DetectMultiBackend
 from utils.augmentations import letterbox
 from utils.classify_data import classify_transforms
-from utils.general import check_img_size, non_max_suppression, scale_boxes
+from utils.general import check_img_size, make_divisible, non_max_suppression, scale_boxes
 from utils.segment.general import masks2segments, process_mask, scale_segments
 
 TASKS = ("detect", "segment", "classify")
@@ -71,14 +71,14 @@ class ServedModel:
         self.names = self.backend.names
         self.task = self.probe()
         default = 224 if self.task == "classify" else 640  # detect.py's and classify/predict.py's defaults
-        self.imgsz = self.fixed[0] if self.fixed else self.input_size(imgsz or default)
+        self.imgsz = self.fixed[0] if self.fixed else check_img_size(imgsz or default, s=self.backend.stride)
 
     @torch.inference_mode()
     def probe(self) -> str:
         """The task, from the output on one blank image: class scores, boxes, or boxes with mask prototypes."""
         side = max(64, int(self.backend.stride))  # small: the output's form does not depend on the size
         h, w = self.fixed or (side, side)
-        out = self.backend(torch.zeros(1, 3, h, w, device=self.backend.device))
+        out = self.forward(torch.zeros(self.batch or 1, 3, h, w))
         if isinstance(out, torch.Tensor) and out.ndim == 2:
             return "classify"
         if isinstance(out, (list, tuple)) and len(out) > 1 and isinstance(out[1], torch.Tensor) and out[1].ndim == 4:
@@ -93,7 +93,8 @@ class ServedModel:
 
     def input_size(self, size: int) -> int:
         """The side an image is letterboxed to: the export's own, else size rounded up to a stride multiple."""
-        return self.fixed[0] if self.fixed else check_img_size(size, s=self.backend.stride)
+        # rounded up without check_img_size's warning: a request's size is no --img-size flag to correct
+        return self.fixed[0] if self.fixed else make_divisible(size, int(self.backend.stride))
 
     def preprocess(self, im0: np.ndarray, size: int | None = None) -> torch.Tensor:
         """A BGR image as the model's CHW input, as detect.py (or classify/predict.py) makes it; size: imgsz."""
@@ -174,6 +175,8 @@ class Answer:
 def run_jobs(model: ServedModel, jobs: list[Job]) -> list[Answer]:
     """One forward pass over jobs of one input shape, then each job's records (NMS with its own options)."""
     x = torch.stack([j.x for j in jobs])
+    if model.batch and len(jobs) < model.batch:  # an export with a fixed batch takes exactly that many images
+        x = torch.cat([x, x.new_zeros(model.batch - len(jobs), *x.shape[1:])])
     t = time.perf_counter()
     out = model.forward(x)
     ms = (time.perf_counter() - t) * 1e3

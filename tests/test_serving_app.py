@@ -242,3 +242,15 @@ def test_exports_are_served_like_the_pt_model(models, files, tmp_path):
         with client([served], max_batch=4) as c:
             got = as_rows(post(c, served.name, data, size=320).json())  # the export's own size wins
         assert_same_detections(got, want, px=1.0, what=f"{f} vs pt")
+
+
+def test_an_export_with_a_fixed_batch_is_padded_to_it(models, files, tmp_path):
+    pt = shutil.copy(files["det"], tmp_path / "batch2.pt")
+    served = ServedModel(export.run(weights=pt, imgsz=(160, 160), batch_size=2, include=["onnx"])[0], CPU)
+    assert served.batch == 2
+    data = (files["dir"] / "square.jpg").read_bytes()
+    with client([models["det"]]) as c:
+        want = as_rows(post(c, "shapes", data, size=160).json())
+    with client([served], max_batch=8) as c:  # one request alone still fills the export's batch of 2
+        got = as_rows(post(c, "batch2", data).json())
+    assert_same_detections(got, want, px=1.0, what="batch-2 onnx vs pt")
