@@ -37,19 +37,27 @@ def load_models(weights: list[str | Path], device: str = "", imgsz: int | None =
 def run(weights: str | Path | list = ROOT / "yolov5s.pt", host: str = "127.0.0.1", port: int = 8000,
         imgsz: int | None = None, device: str = "", half: bool = False, dnn: bool = False,
         data: str | Path | None = None, api_key: str | None = None, max_upload_mb: float = 10.0,
-        max_pixels: int = 50_000_000, max_batch: int = 8, max_wait_ms: float = 2.0, max_queue: int = 64,
+        max_pixels: int = 50_000_000, max_batch: int | None = None, max_wait_ms: float = 2.0, max_queue: int = 64,
         log_level: str = "warning") -> None:
-    """Load the models and serve them until interrupted (uvicorn on host:port)."""
+    """Load the models and serve them until interrupted (uvicorn on host:port).
+
+    max_batch None: 8 on CUDA, 1 (no batching) on CPU, where a batch measured slower per image than single passes
+    (README, Serving: load test).
+    """
     import uvicorn  # the server is needed only when serving, not to build the app in tests
 
     weights = weights if isinstance(weights, (list, tuple)) else [weights]
+    models = load_models(weights, device, imgsz, half, dnn, data)
+    if max_batch is None:
+        max_batch = 1 if models[0].backend.device.type == "cpu" else 8
     settings = Settings(api_key=api_key or os.environ.get(API_KEY_ENV) or None, max_upload_mb=max_upload_mb,
                         max_pixels=max_pixels, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
-    app = create_app(load_models(weights, device, imgsz, half, dnn, data), settings)
+    app = create_app(models, settings)
     if host not in ("127.0.0.1", "localhost", "::1"):
         LOGGER.warning(f"WARNING serving on {host}: reachable from other machines"
                        f"{'' if settings.api_key else ' without an API key (--api-key)'}")
-    LOGGER.info(f"Serving on http://{host}:{port} (the page at /, the API docs at /docs)")
+    LOGGER.info(f"Serving on http://{host}:{port} (the page at /, the API docs at /docs), batches of up to "
+                f"{max_batch}")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
@@ -70,7 +78,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--api-key", default=None, help=f"require this key in an X-API-Key header (or set ${API_KEY_ENV})")
     add("--max-upload-mb", type=float, default=10.0, help="larger uploads get 413")
     add("--max-pixels", type=int, default=50_000_000, help="images with more pixels get 413, before decoding")
-    add("--max-batch", type=int, default=8, help="most requests run together in one forward pass (1: no batching)")
+    add("--max-batch", type=int, default=None,
+        help="most requests run together in one forward pass (1: no batching); default 8 on CUDA, 1 on CPU")
     add("--max-wait-ms", type=float, default=2.0, help="how long a batch waits for more requests after its first")
     add("--max-queue", type=int, default=64, help="waiting requests per model beyond which new ones get 503")
     add("--log-level", default="warning", help="uvicorn's log level (info logs every request)")

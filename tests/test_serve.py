@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_defaults_bind_localhost_with_limits_on():
     opt = serve.parse_opt(["--weights", "a.pt", "b.onnx"])
     assert opt.host == "127.0.0.1" and opt.port == 8000 and opt.weights == ["a.pt", "b.onnx"]
-    assert opt.api_key is None and opt.max_upload_mb == 10 and opt.max_batch == 8
+    assert opt.api_key is None and opt.max_upload_mb == 10 and opt.max_batch is None
 
 
 def test_cli_serves_a_model_with_the_key_from_the_environment(tmp_path):
@@ -49,4 +49,4 @@ def test_cli_serves_a_model_with_the_key_from_the_environment(tmp_path):
         out = proc.communicate(timeout=30)[0].decode()
     assert denied.status_code == 401 and ok.status_code == 200 and ok.json()[0]["name"] in ("circle", "square",
                                                                                             "triangle")
-    assert "Serving" in out and "as 'best': detect, 3 classes, 640 px" in out and "env-key" not in out
+    assert "as 'best': detect, 3 classes, 640 px" in out and "batches of up to 2" in out and "env-key" not in out
