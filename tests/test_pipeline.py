@@ -14,7 +14,7 @@ from classify import predict as cls_predict
 from models.yolo import ClassificationModel, DetectionModel
 from segment import predict as seg_predict
 from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
-from utils import predictor
+from engine import predictor
 from utils.pipeline import OrderedWriter, Prefetcher
 
 

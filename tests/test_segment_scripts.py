@@ -10,7 +10,7 @@ import yaml
 import export
 from models.backends import DetectMultiBackend
 from segment import predict, train, val
-from utils.segment.predictor import write_polygons
+from engine.tasks.segment_predict import write_polygons
 from utils.shapes import NAMES, generate_shapes_dataset
 
 
