@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from engine.options import INACTIVE, parse, train_parser
 from engine.runner import resume_options
-from engine.tasks.detect_val import VAL_DEFAULTS, DetectionValidator
+from engine.tasks.detect_val import VAL_DEFAULTS, DetectionValidator, is_coco_val
 from engine.trainer import Trainer, TrainTask
 from models.backends import DetectMultiBackend
 from models.experimental import torch_safe_load
@@ -50,11 +50,6 @@ from utils.plots import RESULTS_PANELS, plot_images
 from utils.torch_utils import EarlyStopping, check_amp, de_parallel, torch_distributed_zero_first
 
 NBS = 64  # nominal batch size: weight decay follows it, and gradients are accumulated up to it
-
-
-def is_coco_val(path) -> bool:
-    """Whether a dataset's val split is COCO's val2017 list (its own IoU threshold and JSON scoring apply)."""
-    return isinstance(path, str) and Path(path).as_posix().endswith("coco/val2017.txt")
 
 
 def load_model(weights: str, cfg: str, nc: int, hyp: dict, resume: bool, device: torch.device,

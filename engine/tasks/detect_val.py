@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -45,6 +44,11 @@ def val_args(data, **kwargs) -> dict:
     if unknown:
         raise TypeError(f"run() got an unexpected keyword argument {unknown[0]!r}")
     return {"data": data, **VAL_DEFAULTS, **kwargs}
+
+
+def is_coco_val(path) -> bool:
+    """Whether a dataset's val split is COCO's val2017 list (its own IoU threshold and JSON scoring apply)."""
+    return isinstance(path, str) and Path(path).as_posix().endswith("coco/val2017.txt")
 
 
 def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple[int, int], file: Path) -> None:
@@ -112,8 +116,7 @@ class DetectionValidator(Validator):
 
         self.model.eval()
         self.cuda = self.device.type != "cpu"
-        val_path = self.data.get("val")
-        self.is_coco = isinstance(val_path, str) and val_path.endswith(f"coco{os.sep}val2017.txt")
+        self.is_coco = is_coco_val(self.data.get("val"))
         self.class_map = coco80_to_coco91_class() if self.is_coco else list(range(1000))
         self.nc = 1 if a.single_cls else int(self.data["nc"])
         self.iouv = torch.linspace(0.5, 0.95, 10, device=self.device)  # IoU thresholds for mAP@0.5:0.95
