@@ -36,6 +36,7 @@ VOLATILE = [
     (re.compile(r"\d+(\.\d+)?(ms| hours|s\b)"), "<t>"),
     (re.compile(r"\b\d+(\.\d+)?s/it|\d+(\.\d+)?it/s"), "<rate>"),
 ]
+BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")  # a tqdm bar a loop shows whatever TQDM_DISABLE says: its redraws vary
 COMMON = ["--device", "cpu", "--workers", "0"]
 
 
@@ -45,6 +46,8 @@ def make_data(out: Path) -> dict[str, Path]:
     generate_shapes_dataset(d / "shapes", train=16, val=8, imgsz=64, seed=0)
     generate_shapes_dataset(d / "shapes-seg", train=16, val=8, imgsz=64, seed=0, segments=True)
     generate_shapes_cls(d / "shapes-cls", train=6, val=3, imgsz=32, seed=0)
+    for cache in d.rglob("*.cache"):  # every run scans the labels afresh, so its log lines are the same
+        cache.unlink()
     names = "".join(f"  {i}: {n}\n" for i, n in enumerate(NAMES))
     for name in ("shapes", "shapes-seg"):
         (d / f"{name}.yaml").write_text(f"path: {d / name}\ntrain: images/train\nval: images/val\nnames:\n{names}")
@@ -81,6 +84,8 @@ def normalise(text: str, root: Path, out: Path) -> list[str]:
     """Logged lines with timings, the code's folder and the output folder replaced by placeholders."""
     lines = []
     for line in text.replace("\r", "\n").splitlines():
+        if BAR.search(line):
+            continue
         line = line.replace(str(out), "<out>").replace(str(root), "<root>")
         for pattern, repl in VOLATILE:
             line = pattern.sub(repl, line)
