@@ -23,10 +23,18 @@ if str(ROOT) not in sys.path:  # run as a script from another folder
 from engine import runner  # noqa: E402
 from engine.options import INACTIVE, parse  # noqa: E402, F401  INACTIVE: v7.0's unused flags, as train.INACTIVE
 from engine.options import train_parser as build_parser  # noqa: E402
+from engine.runner import evolve, resume_options  # noqa: E402, F401  train.evolve, train.resume_options
 from engine.tasks.detect import DETECT, load_model  # noqa: E402, F401  load_model: train.load_model
+from engine.trainer import Trainer, TrainTask  # noqa: E402, F401  TrainTask: train.TrainTask
 from models.yolo import Model  # noqa: E402, F401  train.Model, as YOLOv5 code imports it
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.general import set_logging  # noqa: E402
+
+
+def train(hyp: dict | str, opt: argparse.Namespace, device, callbacks: Callbacks, task: TrainTask | None = None):
+    """v7.0's train(hyp, opt, device, callbacks): one training run with these hyperparameters; the final results."""
+    opt.hyp = hyp
+    return Trainer(task or DETECT, opt, device, callbacks)()
 
 
 def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Namespace:

@@ -29,8 +29,14 @@ from engine.tasks.classify import (  # noqa: E402, F401  the model builders and 
     check_model_name,
     reshape_classifier_output,
 )
+from engine.trainer import Trainer  # noqa: E402
 from utils.callbacks import Callbacks  # noqa: E402
 from utils.general import set_logging  # noqa: E402
+
+
+def train(opt: argparse.Namespace, device, callbacks: Callbacks) -> tuple[float, float, float]:
+    """Train a classifier with prepared options on device; returns the best model's (top1, top5, val loss)."""
+    return Trainer(CLASSIFY, opt, device, callbacks)()
 
 
 def parse_opt(known: bool = False, argv: list[str] | None = None) -> argparse.Namespace:
