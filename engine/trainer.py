@@ -149,7 +149,7 @@ class Trainer:
     def build_optimizer(self, name: str, lr0: float, momentum: float, decay: float, lrf: float) -> None:
         """The optimizer, its LR schedule (linear or --cos-lr down to lrf) and the EMA (rank 0)."""
         self.optimizer = smart_optimizer(self.model, name, lr0, momentum, decay)
-        self.scheduler, self.lf = build_scheduler(self.optimizer, self.epochs, lrf, self.opt.cos_lr)
+        self.scheduler, self.lf = build_scheduler(self.optimizer, self.epochs, lrf, getattr(self.opt, "cos_lr", False))
         self.ema = ModelEMA(self.model) if RANK in {-1, 0} else None
 
     def resume(self, ckpt: dict, weights: str) -> None:
