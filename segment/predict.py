@@ -14,12 +14,13 @@ from pathlib import Path
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must find the root scripts, not this folder's
+if str(ROOT) not in sys.path[:1]:  # first: the repository's packages, not this folder's modules
     sys.path.insert(0, str(ROOT))
 
-import detect  # noqa: E402
+from engine.options import parse_predict_opt, predict_parser  # noqa: E402
+from engine.predictor import predict  # noqa: E402
+from engine.tasks.segment_predict import SegmentationPredictor  # noqa: E402
 from utils.general import print_args, set_logging  # noqa: E402
-from utils.segment.predictor import SegmentationPredictor  # noqa: E402
 from utils.torch_utils import smart_inference_mode  # noqa: E402
 
 
@@ -34,15 +35,15 @@ def run(weights: str | Path = ROOT / "yolov5s-seg.pt", source: str | Path = ROOT
         half: bool = False, dnn: bool = False, vid_stride: int = 1, retina_masks: bool = False, update: bool = False,
         cam: str | None = None, cam_layer: int | None = None, prefetch: bool = True) -> Path:
     """Segment objects in source with the model in weights; returns the run folder (prefetch: as in detect.run)."""
-    return detect.predict(SegmentationPredictor, locals())
+    return predict(SegmentationPredictor, locals())
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """detect.py's flags with a segmentation model and run folder by default, plus --retina-masks."""
-    parser = detect.build_parser(__doc__.split("\n")[0])
+    parser = predict_parser(__doc__.split("\n")[0])
     parser.set_defaults(weights=ROOT / "yolov5s-seg.pt", project=ROOT / "runs/predict-seg")
     parser.add_argument("--retina-masks", action="store_true", help="compute masks at the original image resolution")
-    return detect.parse_opt(argv, parser)
+    return parse_predict_opt(argv, parser)
 
 
 def main(opt: argparse.Namespace) -> Path:

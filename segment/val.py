@@ -10,26 +10,26 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 
 FILE = Path(__file__).resolve()
 ROOT = FILE.parents[1]
-if str(ROOT) not in sys.path[:1]:  # first: `import val` / `import train` must find the root scripts, not this folder's
+if str(ROOT) not in sys.path[:1]:  # first: the repository's packages, not this folder's modules
     sys.path.insert(0, str(ROOT))
 
-import val as detect_val  # noqa: E402
-from models.backends import DetectMultiBackend  # noqa: E402
-from utils.general import print_args, set_logging  # noqa: E402
-from utils.segment.validator import (  # noqa: E402, F401  gt_masks_for, match_masks, save_one_json: YOLOv5 names
+from engine.options import parse_val_opt, val_parser  # noqa: E402
+from engine.tasks.detect_val import val_args  # noqa: E402
+from engine.tasks.segment_val import (  # noqa: E402, F401  gt_masks_for, match_masks, save_one_json: YOLOv5 names
     SegmentationValidator,
     gt_masks_for,
     match_masks,
     save_one_json,
 )
-from utils.validator import STUDY_SIZES, run_task  # noqa: E402
-from utils.validator import study as study_sizes  # noqa: E402
+from engine.validator import STUDY_SIZES, run_task  # noqa: E402
+from engine.validator import study as study_sizes  # noqa: E402
+from models.backends import DetectMultiBackend  # noqa: E402
+from utils.general import print_args, set_logging  # noqa: E402
 
 
 def run(data, weights=None, project=ROOT / "runs/val-seg", half: bool = True, overlap: bool = False,
@@ -39,10 +39,9 @@ def run(data, weights=None, project=ROOT / "runs/val-seg", half: bool = True, ov
     Returns ((box P, R, mAP50, mAP50-95, mask P, R, mAP50, mAP50-95, box, seg, obj, cls losses), per-class maps,
     (pre-process, inference, NMS) ms). An argument val.run does not take raises TypeError, as in a call to it.
     """
-    args = inspect.signature(detect_val.run).bind(data, weights, project=project, half=half, **kwargs)
-    args.apply_defaults()
+    args = val_args(data, weights=weights, project=project, half=half, **kwargs)
     masks = {"overlap": overlap, "mask_downsample_ratio": mask_downsample_ratio, "retina_masks": retina_masks}
-    return SegmentationValidator({**args.arguments, **masks})(DetectMultiBackend)
+    return SegmentationValidator({**args, **masks})(DetectMultiBackend)
 
 
 def study(opt: argparse.Namespace, sizes: tuple[int, ...] = STUDY_SIZES) -> Path:
@@ -52,11 +51,11 @@ def study(opt: argparse.Namespace, sizes: tuple[int, ...] = STUDY_SIZES) -> Path
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """val.py's options with a segmentation dataset and run folder by default, plus --retina-masks."""
-    parser = detect_val.build_parser()
+    parser = val_parser()
     parser.set_defaults(data=ROOT / "data/shapes-seg.yaml", weights=ROOT / "yolov5s-seg.pt",
                         project=ROOT / "runs/val-seg")
     parser.add_argument("--retina-masks", action="store_true", help="masks at the original image resolution")
-    return detect_val.parse_opt(argv, parser)
+    return parse_val_opt(argv, parser)
 
 
 def main(opt: argparse.Namespace):

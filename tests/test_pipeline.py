@@ -11,10 +11,10 @@ import torch
 
 import detect
 from classify import predict as cls_predict
+from engine import predictor
 from models.yolo import ClassificationModel, DetectionModel
 from segment import predict as seg_predict
 from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
-from utils import predictor
 from utils.pipeline import OrderedWriter, Prefetcher
 
 

@@ -8,9 +8,9 @@ import torch
 import yaml
 
 import export
+from engine.tasks.segment_predict import write_polygons
 from models.backends import DetectMultiBackend
 from segment import predict, train, val
-from utils.segment.predictor import write_polygons
 from utils.shapes import NAMES, generate_shapes_dataset
 
 

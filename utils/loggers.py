@@ -56,6 +56,9 @@ class Loggers:
         self.opt = opt
         self.plots = not getattr(opt, "noplots", False)
         self.keys = RESULTS_KEYS
+        self.panels: tuple[str, ...] | None = None  # results.png panels, from the task (None: chosen by columns)
+        # (imgs, targets, paths, file, *extra) -> None: the Trainer sets its task's; standalone, v7.0's default
+        self.plot_train_batch = self.plot_batch
         self.csv = "csv" in include
         self.tb = None
         if "tb" in include:
@@ -80,19 +83,21 @@ class Loggers:
 
             plot_labels(labels, names, self.save_dir)
 
-    def on_train_batch_end(self, model, ni: int, imgs, targets, paths, vals, masks=None) -> None:
-        """Save the first three training batches as train_batch0..2.jpg, with their labels (and masks)."""
-        if self.plots and ni < 3:
-            f = self.save_dir / f"train_batch{ni}.jpg"
-            if masks is None:
-                from utils.plots import plot_images
+    def on_train_batch_end(self, model, ni: int, imgs, targets, paths, vals, *extra) -> None:
+        """Save the first three training batches as train_batch0..2.jpg, drawn by the task's plot_train_batch."""
+        if self.plots and ni < 3 and self.plot_train_batch is not None:
+            self.plot_train_batch(imgs, targets, paths, self.save_dir / f"train_batch{ni}.jpg", *extra)
 
-                plot_images(imgs, targets, paths, f)
-            else:  # segmentation: masks per target, or one overlap map per image
-                from utils.segment.plots import plot_images_and_masks
+    def plot_batch(self, imgs, targets, paths, file: Path, masks=None) -> None:
+        """v7.0's batch images for a Loggers used without a task: boxes, and masks when the batch has them."""
+        if masks is None:
+            from utils.plots import plot_images  # matplotlib is imported only when a plot is drawn
 
-                overlap = not getattr(self.opt, "no_overlap", False)
-                plot_images_and_masks(imgs, targets, masks, paths, f, overlap=overlap)
+            plot_images(imgs, targets, paths, file)
+        else:  # masks per target, or one overlap map per image
+            from utils.segment.plots import plot_images_and_masks
+
+            plot_images_and_masks(imgs, targets, masks, paths, file, overlap=not getattr(self.opt, "no_overlap", False))
 
     def on_fit_epoch_end(self, vals: list[float], epoch: int, best_fitness: float, fi: float) -> None:
         """One results.csv row per epoch; the same values as TensorBoard scalars."""
@@ -108,7 +113,7 @@ class Loggers:
         if self.plots and (self.save_dir / "results.csv").exists():
             from utils.plots import plot_results
 
-            plot_results(file=self.save_dir / "results.csv")
+            plot_results(file=self.save_dir / "results.csv", panels=self.panels)
         if self.tb:
             self.tb.close()
         LOGGER.info(f"Results saved to {colorstr('bold', self.save_dir)}")

@@ -279,6 +279,13 @@ def smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     return np.divide(num, den, out=np.full(len(y), np.nan), where=den > 0)
 
 
+def panels_for(frames) -> tuple[str, ...]:
+    """The panels of a results CSV plotted without its task: chosen by the columns it has (v7.0's layouts)."""
+    if any("metrics/accuracy_top1" in d for d in frames):
+        return CLASSIFY_PANELS
+    return SEGMENT_PANELS if any("train/seg_loss" in d for d in frames) else RESULTS_PANELS
+
+
 def results_figure(frames: dict, panels: tuple[str, ...] = RESULTS_PANELS):
     """The results.png figure: two rows of panels (columns) against whole-number epochs, each CSV's values (dots)
     and their smoothed trend (dotted), with a legend. frames maps a label to a DataFrame with stripped names."""
@@ -305,11 +312,13 @@ def results_figure(frames: dict, panels: tuple[str, ...] = RESULTS_PANELS):
     return fig
 
 
-def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "") -> Path:
+def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "",
+                 panels: tuple[str, ...] | None = None) -> Path:
     """Save results.png beside the CSV (every results*.csv in dir if given): losses and metrics per epoch.
 
-    Detection runs get v7.0's 2x5 panels, segmentation runs (a train/seg_loss column) its 2x8 ones, classification
-    runs (metrics/accuracy_top1) 2x2 ones.
+    panels: the columns to draw, as the run's task lays them out (the Trainer passes them). Without them (a CSV
+    plotted on its own), detection runs get v7.0's 2x5 panels, segmentation runs (a train/seg_loss column) its 2x8
+    ones, classification runs (metrics/accuracy_top1) 2x2 ones.
     """
     import pandas as pd
 
@@ -327,9 +336,7 @@ def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "")
             LOGGER.warning(f"WARNING plot_results: skipping {f}: {e}")
     if not frames:
         raise ValueError(f"No readable results CSV among {[str(f) for f in files]}")
-    panels = SEGMENT_PANELS if any("train/seg_loss" in d for d in frames.values()) else RESULTS_PANELS
-    if any("metrics/accuracy_top1" in d for d in frames.values()):
-        panels = CLASSIFY_PANELS
+    panels = panels or panels_for(frames.values())
     for stem, data in frames.items():
         missing = [c for c in panels if c not in data]
         if missing:

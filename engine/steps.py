@@ -1,7 +1,7 @@
-"""Pieces of the training engine every task shares: run folder, LR schedule, optimizer step, checkpoints, DDP.
+"""Steps of the training loop that do not depend on the task: run folder, LR schedule, optimizer step, checkpoints, DDP.
 
-train.py (detection, and segmentation through its TrainTask) and classify/train.py build their loops from these, so
-a change to how checkpoints are written or how DDP starts reaches every task at once.
+engine/trainer.py's Trainer calls these for every task, so a change to how checkpoints are written or how DDP starts
+reaches detection, segmentation and classification at once.
 """
 
 from __future__ import annotations

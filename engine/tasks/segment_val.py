@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.tasks.detect_val import DetectionValidator
 from utils.coco_eval import save_one_json
 from utils.metrics import match_predictions
 from utils.plots import output_to_target
@@ -16,7 +17,6 @@ from utils.segment.dataloaders import create_dataloader
 from utils.segment.general import mask_iou, process_mask, process_mask_native, scale_image
 from utils.segment.metrics import Metrics, ap_per_class_box_and_mask
 from utils.segment.plots import plot_images_and_masks
-from utils.validator import DetectionValidator
 
 
 def gt_masks_for(masks: torch.Tensor, n_labels: int, overlap: bool) -> torch.Tensor:
@@ -84,7 +84,8 @@ class SegmentationValidator(DetectionValidator):
         return self.args.compute_loss((train_out, batch["protos"]), batch["targets"], batch["masks"])[1]
 
     def init_metrics(self) -> None:
-        """Box and mask metrics, and the masks of the plotted batches."""
+        """The detection counters; box and mask metrics, and the masks of the plotted batches."""
+        super().init_metrics()
         self.metrics, self.plot_masks = Metrics(), []
 
     def update_metrics(self, preds: list[torch.Tensor], batch: dict) -> None:

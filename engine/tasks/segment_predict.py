@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.tasks.detect_predict import DetectionPredictor, Detections, describe
 from utils.general import LOGGER, scale_boxes
 from utils.plots import Annotator, colors
-from utils.predictor import DetectionPredictor, Detections, describe
 from utils.segment.general import masks2segments, process_mask, process_mask_native, scale_image, scale_segments
 from utils.segment.plots import overlay_masks
 

@@ -1,10 +1,10 @@
-"""The predict loop every task shares, and detection's hooks into it.
+"""The predict loop every task shares: one Predictor, and predict() that loads the model and runs a task's Predictor.
 
-detect.py, segment/predict.py and classify/predict.py load a model and hand it, with their options, to a Predictor
-subclass. The loop lives here once: the source, warmup, the prefetch thread and the ordered writer, the three timers,
-the per-image paths, showing and saving images and videos, the log line and the closing summary. A task overrides
-only what differs: how the model's output becomes per-image results (NMS, masks, class probabilities), what the log
-line says about them, and what is drawn and written for each image.
+detect.py, segment/predict.py and classify/predict.py hand their run() arguments and their task's Predictor subclass
+(engine/tasks/<task>_predict.py) to predict(). The loop lives here once: the source, warmup, the prefetch thread and
+the ordered writer, the three timers, the per-image paths, showing and saving images and videos, the log line and the
+closing summary. A task overrides only what differs: how the model's output becomes per-image results (NMS, masks,
+class probabilities), what the log line says about them, and what is drawn and written for each image.
 
 Per image, the main thread keeps what the log line and the order of results depend on (NMS, boxes scaled to the
 image, the description); drawing and writing labels, crops and the annotated image is one job, run on the ordered
@@ -14,7 +14,6 @@ writer thread when prefetching, so the next image's inference does not wait for 
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,21 +21,12 @@ import cv2
 import numpy as np
 import torch
 
-from utils.cam import DetectionCAM, overlay_cam, unletterbox
-from utils.general import (
-    LOGGER,
-    check_img_size,
-    check_imshow,
-    colorstr,
-    increment_path,
-    non_max_suppression,
-    scale_boxes,
-    xyxy2xywh,
-)
+from models.backends import DetectMultiBackend
+from models.experimental import strip_optimizer
+from utils.general import LOGGER, check_img_size, check_imshow, colorstr, increment_path
 from utils.pipeline import OrderedWriter, Prefetcher
-from utils.plots import Annotator, colors, save_one_box
 from utils.sources import LoadImages, LoadStreams, is_stream_source
-from utils.torch_utils import time_sync
+from utils.torch_utils import select_device, time_sync
 
 
 @dataclasses.dataclass
@@ -250,106 +240,20 @@ class Predictor:
             LOGGER.info(f"Results saved to {colorstr('bold', str(self.save_dir))}{extra}")
 
 
-# Detection ------------------------------------------------------------------------------------------------------------
+def predict(task: type[Predictor], args: dict[str, Any]) -> Path:
+    """Load args['weights'] and run the task's predictor with args (a run()'s arguments); then --update."""
+    model = DetectMultiBackend(args["weights"], device=select_device(args["device"]), dnn=args["dnn"],
+                               data=args["data"], fp16=args["half"])
+    save_dir = task(model, PredictOptions.pick(args))()
+    if args["update"]:
+        update_weights(args["weights"])
+    return save_dir
 
 
-def describe(det: torch.Tensor, names: dict) -> str:
-    """Counts per class in class order, as '2 circles, 1 square, '."""
-    counts = Counter(int(c) for c in det[:, 5].tolist())  # plain Python: cheaper than tensor ops for a few boxes
-    return "".join(f"{n} {names[c]}{'s' * (n > 1)}, " for c, n in sorted(counts.items()))
-
-
-def write_labels(txt_file: Path, det: torch.Tensor, shape: tuple[int, ...], save_conf: bool) -> None:
-    """Append one 'class x y w h [conf]' line per detection, normalised by the image width/height."""
-    gn = torch.tensor(shape)[[1, 0, 1, 0]]
-    xywh = (xyxy2xywh(det[:, :4].float().cpu()) / gn).tolist()  # elementwise: the same floats as box by box
-    with open(txt_file, "a") as f:
-        for b, (conf, cls) in zip(xywh, det[:, 4:6].tolist()):
-            line = (int(cls), *b, conf) if save_conf else (int(cls), *b)
-            f.write(("%g " * len(line)).rstrip() % line + "\n")
-
-
-@dataclasses.dataclass
-class Detections:
-    """One image's detections on their way through the hooks."""
-
-    det: torch.Tensor  # (n, 6 + extra): xyxy, conf, cls; xyxy in input pixels until prepare() scales them
-    heat: torch.Tensor | None = None  # (h, w) --cam heatmap at the input size, in [0, 1]
-
-
-class DetectionPredictor(Predictor):
-    """Boxes: NMS, the class counts in the log line, boxes and labels drawn, YOLO label lines, crops, --cam."""
-
-    def __init__(self, model, opt: PredictOptions):
-        super().__init__(model, opt)
-        self.check_options()
-
-    def check_options(self) -> None:
-        """Warn about options this model cannot honour, and turn them off."""
-        opt, pt = self.opt, self.model.pt
-        if (opt.augment or opt.visualize) and not pt:
-            LOGGER.warning(f"WARNING --augment and --visualize need a PyTorch .pt model; ignored for {opt.weights}")
-            opt.augment = opt.visualize = False
-        if opt.cam and not pt:
-            LOGGER.warning(f"WARNING --cam needs a PyTorch .pt model; ignored for {opt.weights}")
-        self.cammer = DetectionCAM(self.model.model, opt.cam, opt.cam_layer, opt.conf_thres) if opt.cam and pt else None
-
-    def nms(self, pred: torch.Tensor, nm: int = 0) -> list[torch.Tensor]:
-        """non_max_suppression with the run's thresholds, classes and limits."""
-        o = self.opt
-        return non_max_suppression(pred, o.conf_thres, o.iou_thres, o.classes, o.agnostic_nms, max_det=o.max_det,
-                                   nm=nm)
-
-    def postprocess(self, out: Any, x: torch.Tensor) -> list[Detections]:
-        """NMS."""
-        return [Detections(det) for det in self.nms(out)]
-
-    def after_batch(self, results: list[Detections], x: torch.Tensor, mode: str) -> None:
-        """--cam: one heatmap per image of the batch."""
-        if self.cammer and mode == "image":
-            for r, heat in zip(results, self.cammer(x)):
-                r.heat = heat
-
-    def prepare(self, result: Detections, x: torch.Tensor, shape: tuple[int, ...]) -> str:
-        """Boxes scaled from the letterboxed input to the original image; the class counts."""
-        det = result.det
-        if not len(det):
-            return ""
-        det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], shape).round()
-        return describe(det, self.names)
-
-    def empty_note(self, result: Detections) -> str:
-        """'(no detections), ' after an image without any."""
-        return "" if len(result.det) else "(no detections), "
-
-    def write_txt(self, result: Detections, file: Path, shape: tuple[int, ...]) -> None:
-        """--save-txt: one label line per detection."""
-        write_labels(file, result.det, shape, self.opt.save_conf)
-
-    def draw(self, result: Detections, annotator: Annotator) -> None:
-        """Box and label of each detection, the least confident first (the best on top)."""
-        o = self.opt
-        for *xyxy, conf, cls in reversed(result.det[:, :6].tolist()):
-            c = int(cls)
-            label = None if o.hide_labels else (self.names[c] if o.hide_conf else f"{self.names[c]} {conf:.2f}")
-            annotator.box_label(xyxy, label or "", color=colors(c, True))
-
-    def render(self, result: Detections, im: np.ndarray, dest: ImageDest, draw: bool) -> np.ndarray:
-        """Label lines, crops cut from the undrawn image, then the boxes drawn and --cam's overlay saved."""
-        det = result.det
-        if self.opt.save_txt and len(det):
-            self.write_txt(result, dest.labels, im.shape)
-        if self.opt.save_crop:  # in v7.0's order, so that increment_path numbers the crops alike
-            for *xyxy, _, cls in reversed(det[:, :6].tolist()):
-                save_one_box(xyxy, im, file=self.save_dir / "crops" / self.names[int(cls)] / f"{dest.source.stem}.jpg",
-                             BGR=True)
-        if not draw:
-            return im
-        lw = max(round(self.opt.line_thickness * max(im.shape[:2]) / 640), 1)  # --line-thickness is for 640 px
-        annotator = Annotator(im, line_width=lw, example=str(self.names))
-        self.draw(result, annotator)
-        im = annotator.result()
-        if result.heat is not None and self.save_img:
-            heat = unletterbox(result.heat, im.shape)
-            cv2.imwrite(str(dest.image.with_name(f"{dest.source.stem}_cam.jpg")), overlay_cam(im, heat))
-        return im
+def update_weights(weights) -> None:
+    """v7.0's --update: rewrite .pt weights without their optimizer, the FP16 EMA as the model; exports are kept."""
+    for w in weights if isinstance(weights, (list, tuple)) else [weights]:
+        if Path(w).suffix == ".pt":
+            strip_optimizer(w)
+        else:
+            LOGGER.warning(f"WARNING --update only applies to .pt checkpoints; {w} left unchanged")

@@ -1,33 +1,23 @@
-"""The validation engine: one loop for every box task, the detection validator, and the speed/study drivers.
-
-BaseValidator holds what every task repeats: model and data set-up, the Profile-timed pre-process / inference /
-NMS loop, the per-image bookkeeping, the printed table, the speed line, plots, COCO JSON and COCOeval
-(utils/coco_eval.py) and the return value.
-A task subclass fills in the hooks that differ (its dataloader, the extra items of a batch, how predictions are
-matched to labels, its metrics object, printed columns, plots and JSON entries): DetectionValidator here,
-SegmentationValidator in utils/segment/validator.py. val.py and segment/val.py are thin CLIs over these; they pass
-the model loader in (DetectMultiBackend lives in models/, which utils must not import).
-"""
+"""Detection's validator: NMS, box-IoU matching, P, R, mAP50 and mAP50-95 per class, plots, label files, COCO JSON."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.tasks.detect_predict import write_labels
+from engine.validator import TIME_COLUMNS, Validator, set_precision
 from utils.coco_eval import coco_evaluate, save_one_json
 from utils.coco_json import coco80_to_coco91_class
 from utils.dataloaders import create_dataloader
 from utils.general import (
     LOGGER,
+    ROOT,
     TQDM_BAR_FORMAT,
-    Profile,
     check_dataset,
     check_img_size,
     colorstr,
@@ -37,23 +27,33 @@ from utils.general import (
     xywh2xyxy,
 )
 from utils.metrics import ConfusionMatrix, ap_per_class, match_predictions
-from utils.plots import output_to_target, plot_images, plot_val_study
-from utils.predictor import write_labels
-from utils.torch_utils import select_device, smart_inference_mode
+from utils.plots import output_to_target, plot_images
+from utils.torch_utils import select_device
 
-STUDY_SIZES = tuple(range(256, 1536 + 128, 128))  # --task study image sizes, as YOLOv5
-TIME_COLUMNS = ("preprocess_ms", "inference_ms", "nms_ms")
+# val.run's arguments and defaults (YOLOv5 v7.0's), for the Trainer and the segmentation script, which take them all
+VAL_DEFAULTS = dict(
+    weights=None, batch_size=32, imgsz=640, conf_thres=0.001, iou_thres=0.6, max_det=300, task="val", device="",
+    workers=8, single_cls=False, augment=False, verbose=False, save_txt=False, save_hybrid=False, save_conf=False,
+    save_json=False, project=ROOT / "runs/val", name="exp", exist_ok=False, half=None, dnn=False, model=None,
+    dataloader=None, save_dir=Path(""), plots=True, callbacks=None, compute_loss=None)
+
+
+def val_args(data, **kwargs) -> dict:
+    """val.run's arguments: its defaults overridden by kwargs; an argument it does not take raises TypeError."""
+    unknown = [k for k in kwargs if k not in VAL_DEFAULTS]
+    if unknown:
+        raise TypeError(f"run() got an unexpected keyword argument {unknown[0]!r}")
+    return {"data": data, **VAL_DEFAULTS, **kwargs}
+
+
+def is_coco_val(path) -> bool:
+    """Whether a dataset's val split is COCO's val2017 list (its own IoU threshold and JSON scoring apply)."""
+    return isinstance(path, str) and Path(path).as_posix().endswith("coco/val2017.txt")
 
 
 def save_one_txt(predn: torch.Tensor, save_conf: bool, shape: tuple[int, int], file: Path) -> None:
     """Append detections in original-image pixels to a YOLO-format txt: cls x y w h [conf], normalised (v7.0 name)."""
     write_labels(file, predn[:, :6], shape, save_conf)
-
-
-def set_precision(model: torch.nn.Module, half: bool) -> None:
-    """Convert weights to FP16 or FP32 as ordinary tensors, even inside inference mode: train.py keeps using them."""
-    with torch.inference_mode(False) if hasattr(torch, "inference_mode") else contextlib.nullcontext():
-        model.half() if half else model.float()
 
 
 def model_nc(model) -> int | None:
@@ -64,23 +64,24 @@ def model_nc(model) -> int | None:
     return int(nc) if nc is not None else None
 
 
-class BaseValidator:
-    """The validation loop of a box task; subclasses supply the methods under 'task hooks'.
+class DetectionValidator(Validator):
+    """Boxes: P, R, mAP50 and mAP50-95 per class, box-IoU matching, plot_images, COCO box JSON.
 
-    Called by train.py with the live model and loader (args 'model' and 'dataloader'), or standalone with weights,
-    which backend (DetectMultiBackend) loads. Returns ((metrics..., losses...), per-class mAP50-95, ms per image).
+    Returns ((metrics..., losses...), per-class mAP50-95, (pre-process, inference, NMS) ms per image). A box task
+    built on it (segmentation) overrides the hooks under 'box-task hooks'.
     """
 
-    header: tuple[str, ...] = ()  # the printed columns: Class, Images, Instances, then one per metric
-    metric_names: tuple[str, ...] = ()  # the same metrics as CSV names (study), 4 per iouType: P R mAP50 mAP50-95
-    loss_names: tuple[str, ...] = ()
+    header = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")  # the printed columns
+    metric_names = ("P", "R", "mAP50", "mAP50-95")  # as CSV names (study), 4 per iouType: P R mAP50 mAP50-95
+    loss_names = ("box_loss", "obj_loss", "cls_loss")
     iou_types: tuple[str, ...] = ("bbox",)  # COCOeval kinds of --save-json, in the order of metric_names' groups
     n_match = 1  # correct-at-each-IoU matrices per prediction (boxes; masks and boxes)
     nm = 0  # mask coefficients after [xyxy, conf, cls] in the NMS output
     bf16_on_cpu = True  # whether half=True on a CPU means bf16 (else FP32)
+    create_dataloader = staticmethod(create_dataloader)
 
     def __init__(self, args: dict):
-        self.args = argparse.Namespace(**args)
+        super().__init__(args)
         self.coco_stats: dict[str, tuple[float, float]] = {}
 
     @classmethod
@@ -115,8 +116,7 @@ class BaseValidator:
 
         self.model.eval()
         self.cuda = self.device.type != "cpu"
-        val_path = self.data.get("val")
-        self.is_coco = isinstance(val_path, str) and val_path.endswith(f"coco{os.sep}val2017.txt")
+        self.is_coco = is_coco_val(self.data.get("val"))
         self.class_map = coco80_to_coco91_class() if self.is_coco else list(range(1000))
         self.nc = 1 if a.single_cls else int(self.data["nc"])
         self.iouv = torch.linspace(0.5, 0.95, 10, device=self.device)  # IoU thresholds for mAP@0.5:0.95
@@ -135,64 +135,48 @@ class BaseValidator:
                 raise ValueError(f"The data YAML has no '{a.task}' split to validate on")
             self.dataloader = self.build_dataloader(self.data[a.task], self.model.stride, pad, rect)
 
-    @smart_inference_mode()
-    def __call__(self, backend: Callable | None = None) -> tuple[tuple, np.ndarray, tuple[float, float, float]]:
-        """Validate: ((metrics..., losses...), per-class mAP50-95, (pre-process, inference, NMS) ms per image)."""
-        a = self.args
-        self.setup(backend)
+    def progress(self) -> Iterable:
+        """The dataloader under a bar titled with the table's columns."""
+        desc = ("%22s" + "%11s" * (len(self.header) - 1)) % self.header
+        return tqdm(self.dataloader, desc=desc, bar_format=TQDM_BAR_FORMAT)
+
+    def init_metrics(self) -> None:
+        """Zeros until AP is computed: what YOLOv5 reports for a split without labels."""
         self.seen, self.stats, self.jdict = 0, [], []
         self.confusion_matrix = ConfusionMatrix(nc=self.nc)
-        self.init_metrics()
-        dt = Profile(device=self.device), Profile(device=self.device), Profile(device=self.device)
-        loss = torch.zeros(len(self.loss_names), device=self.device)
-        a.callbacks.run("on_val_start")
-        desc = ("%22s" + "%11s" * (len(self.header) - 1)) % self.header
-        for batch_i, batch in enumerate(tqdm(self.dataloader, desc=desc, bar_format=TQDM_BAR_FORMAT)):
-            self.batch_i = batch_i  # the hooks that plot the first batches read it
-            a.callbacks.run("on_val_batch_start")
-            with dt[0]:
-                batch = self.preprocess(batch)
-            with dt[1]:
-                preds, train_out = self.forward(batch)
-            if a.compute_loss:
-                loss += self.batch_loss(train_out, batch)
-            height, width = batch["img"].shape[2:]
-            batch["targets"][:, 2:] *= torch.tensor((width, height, width, height), device=self.device)  # to pixels
-            with dt[2]:
-                preds = self.postprocess(preds, batch)
-            self.update_metrics(preds, batch)
-            if a.plots and batch_i < 3:
-                self.plot_batch(batch, preds)
-            a.callbacks.run("on_val_batch_end", batch_i, batch["img"], batch["targets"], batch["paths"],
-                            batch["shapes"], preds)
+        self.loss = torch.zeros(len(self.loss_names), device=self.device)
+        self.tp, self.fp, self.p, self.r, self.f1, self.ap50 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        self.mp, self.mr, self.map50, self.map = 0.0, 0.0, 0.0, 0.0
+        self.ap, self.ap_class = np.zeros((0, self.iouv.numel())), np.zeros(0, dtype=int)
 
-        self.compute_metrics()
-        self.print_results()
-        t = tuple(x.t / max(self.seen, 1) * 1e3 for x in dt)  # ms per image
-        if not self.training:
-            shape = (a.batch_size, 3, a.imgsz, a.imgsz)
-            LOGGER.info(f"Speed: %.1fms pre-process, %.1fms inference, %.1fms NMS per image at shape {shape}" % t)
-        if a.plots:
-            names = [self.names.get(i, str(i)) for i in range(self.nc)]
-            self.confusion_matrix.plot(save_dir=self.save_dir, names=names)
-            a.callbacks.run("on_val_end", *self.val_end_args())
-        if a.save_json and self.jdict:
-            w = Path(a.weights[0] if isinstance(a.weights, list) else a.weights).stem if a.weights is not None else ""
-            image_files = getattr(getattr(self.dataloader, "dataset", None), "im_files", [])
-            self.coco_stats = coco_evaluate(self.jdict, Path(self.save_dir) / f"{w}_predictions.json", self.data,
-                                            image_files, self.is_coco, self.iou_types) or {}
+    def preprocess(self, batch: tuple) -> dict:
+        """Images to the device in the model's precision and 0-1; targets to the device."""
+        im, targets, paths, shapes = batch[:4]
+        if self.cuda:
+            im = im.to(self.device, non_blocking=True)
+            targets = targets.to(self.device)
+        im = im.half() if self.args.half else im.float()
+        im /= 255
+        return {"img": im, "targets": targets, "paths": paths, "shapes": shapes}
 
-        set_precision(self.model, False)  # back to FP32 for training
-        if not self.training:
-            n = len(list(self.save_dir.glob("labels/*.txt")))
-            s = f"\n{n} labels saved to {self.save_dir / 'labels'}" if a.save_txt else ""
-            LOGGER.info(f"Results saved to {colorstr('bold', self.save_dir)}{s}")
-        losses = (loss.cpu() / max(len(self.dataloader), 1)).tolist()
-        return (*self.final_results(), *losses), self.get_maps(), t
+    def forward(self, batch: dict) -> tuple:
+        """Eval output; in training (compute_loss given) the model also returns its raw maps for the loss."""
+        a = self.args
+        return self.model(batch["img"]) if a.compute_loss else (self.model(batch["img"], augment=a.augment), None)
+
+    def batch_loss(self, train_out, batch: dict) -> torch.Tensor:
+        """box, obj, cls."""
+        return self.args.compute_loss(train_out, batch["targets"])[1]
+
+    def add_loss(self, train_out, batch: dict) -> None:
+        """The batch's loss items join the running sum."""
+        self.loss += self.batch_loss(train_out, batch)
 
     def postprocess(self, preds, batch: dict) -> list[torch.Tensor]:
         """NMS per image; with --save-hybrid the labels join the candidates."""
         a, targets = self.args, batch["targets"]
+        height, width = batch["img"].shape[2:]
+        targets[:, 2:] *= torch.tensor((width, height, width, height), device=self.device)  # to pixels
         lb = [targets[targets[:, 0] == i, 1:] for i in range(len(batch["img"]))] if a.save_hybrid else []
         return non_max_suppression(preds, a.conf_thres, a.iou_thres, labels=lb, multi_label=True,
                                    agnostic=a.single_cls, max_det=a.max_det, nm=self.nm)
@@ -231,7 +215,7 @@ class BaseValidator:
                 save_one_txt(predn, a.save_conf, shape, file=self.save_dir / "labels" / f"{path.stem}.txt")
             if a.save_json:
                 self.pred_to_json(si, pred, predn, path, batch, extra)
-            a.callbacks.run("on_val_image_end", pred, predn, path, self.names, im[si])
+            self.callbacks.run("on_val_image_end", pred, predn, path, self.names, im[si])
 
     def no_matches(self, n: int) -> tuple[torch.Tensor, ...]:
         """All-false correct matrices for n predictions, one per kind of match."""
@@ -269,106 +253,48 @@ class BaseValidator:
         return tuple(r)
 
     # task hooks
-    def build_dataloader(self, path: str, stride: int, pad: float, rect: bool):
-        """The task's dataloader over path."""
-        raise NotImplementedError
+    def speed_shape(self) -> tuple[int, ...]:
+        """The batch shape of a standalone run."""
+        a = self.args
+        return a.batch_size, 3, a.imgsz, a.imgsz
 
-    def preprocess(self, batch: tuple) -> dict:
-        """A dataloader batch as a dict on the device: img (scaled to 0-1), targets, paths, shapes and extras."""
-        raise NotImplementedError
+    def batch_end_args(self, batch: dict, preds: list[torch.Tensor]) -> tuple:
+        """YOLOv5's: batch_i, images, targets, paths, shapes, predictions."""
+        return self.batch_i, batch["img"], batch["targets"], batch["paths"], batch["shapes"], preds
 
-    def forward(self, batch: dict) -> tuple:
-        """(predictions for NMS, the training-format output for the loss or None)."""
-        raise NotImplementedError
+    def finalize(self) -> None:
+        """The confusion matrix plot and on_val_end; --save-json's file and COCOeval's scores."""
+        a = self.args
+        if a.plots:
+            names = [self.names.get(i, str(i)) for i in range(self.nc)]
+            self.confusion_matrix.plot(save_dir=self.save_dir, names=names)
+            self.callbacks.run("on_val_end", *self.val_end_args())
+        if a.save_json and self.jdict:
+            w = Path(a.weights[0] if isinstance(a.weights, list) else a.weights).stem if a.weights is not None else ""
+            image_files = getattr(getattr(self.dataloader, "dataset", None), "im_files", [])
+            self.coco_stats = coco_evaluate(self.jdict, Path(self.save_dir) / f"{w}_predictions.json", self.data,
+                                            image_files, self.is_coco, self.iou_types) or {}
 
-    def batch_loss(self, train_out, batch: dict) -> torch.Tensor:
-        """The loss items of one batch."""
-        raise NotImplementedError
+    def saved_note(self) -> str:
+        """How many label files --save-txt wrote, and where."""
+        n = len(list(self.save_dir.glob("labels/*.txt")))
+        return f"\n{n} labels saved to {self.save_dir / 'labels'}" if self.args.save_txt else ""
 
-    def init_metrics(self) -> None:
-        """Reset the task's metrics before the loop."""
-        raise NotImplementedError
+    def results(self, t: tuple[float, float, float]) -> tuple[tuple, np.ndarray, tuple[float, float, float]]:
+        """((metrics..., losses...), per-class mAP50-95, (pre-process, inference, NMS) ms per image)."""
+        losses = (self.loss.cpu() / max(len(self.dataloader), 1)).tolist()
+        return (*self.final_results(), *losses), self.get_maps(), t
 
+    # box-task hooks
     def prepare_pred(self, si: int, pred: torch.Tensor, batch: dict):
-        """Anything the task derives from image si's predictions before matching (masks); None by default."""
+        """Anything the task derives from image si's predictions before matching (masks); None for boxes."""
         return None
-
-    def match(self, si: int, predn: torch.Tensor, labelsn: torch.Tensor, batch: dict, extra) -> tuple:
-        """Correct-at-each-IoU matrices of image si's predictions, n_match of them."""
-        raise NotImplementedError
-
-    def pred_to_json(self, si: int, pred: torch.Tensor, predn: torch.Tensor, path: Path, batch: dict, extra) -> None:
-        """Append image si's COCO-format results to self.jdict."""
-        raise NotImplementedError
-
-    def plot_batch(self, batch: dict, preds: list[torch.Tensor]) -> None:
-        """Save val_batch<i>_labels.jpg and val_batch<i>_pred.jpg."""
-        raise NotImplementedError
-
-    def update_ap(self, stats: list[np.ndarray]) -> None:
-        """Compute P, R and AP from the stacked statistics [correct..., conf, pred_cls, target_cls]."""
-        raise NotImplementedError
-
-    def mean_results(self) -> tuple[float, ...]:
-        """The 'all' row's metrics, in metric_names' order."""
-        raise NotImplementedError
-
-    def class_result(self, i: int) -> tuple[float, ...]:
-        """The metrics of the i-th class that has labels."""
-        raise NotImplementedError
-
-    @property
-    def ap_class_index(self):
-        """Class ids with labels, in the order of class_result."""
-        raise NotImplementedError
-
-    def get_maps(self) -> np.ndarray:
-        """mAP50-95 per class id."""
-        raise NotImplementedError
-
-    def val_end_args(self) -> tuple:
-        """The arguments of the on_val_end callback."""
-        raise NotImplementedError
-
-
-class DetectionValidator(BaseValidator):
-    """Boxes: P, R, mAP50 and mAP50-95 per class, box-IoU matching, plot_images, COCO box JSON."""
-
-    header = ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
-    metric_names = ("P", "R", "mAP50", "mAP50-95")
-    loss_names = ("box_loss", "obj_loss", "cls_loss")
-    create_dataloader = staticmethod(create_dataloader)
 
     def build_dataloader(self, path: str, stride: int, pad: float, rect: bool, **kwargs):
         """The task's create_dataloader with val.py's settings (no augmentation, labels of nc classes)."""
         a = self.args
         return self.create_dataloader(path, a.imgsz, a.batch_size, stride, a.single_cls, pad=pad, rect=rect,
                                       workers=a.workers, prefix=colorstr(f"{a.task}: "), nc=self.nc, **kwargs)[0]
-
-    def preprocess(self, batch: tuple) -> dict:
-        """Images to the device in the model's precision and 0-1; targets to the device."""
-        im, targets, paths, shapes = batch[:4]
-        if self.cuda:
-            im = im.to(self.device, non_blocking=True)
-            targets = targets.to(self.device)
-        im = im.half() if self.args.half else im.float()
-        im /= 255
-        return {"img": im, "targets": targets, "paths": paths, "shapes": shapes}
-
-    def forward(self, batch: dict) -> tuple:
-        """Eval output; in training (compute_loss given) the model also returns its raw maps for the loss."""
-        a = self.args
-        return self.model(batch["img"]) if a.compute_loss else (self.model(batch["img"], augment=a.augment), None)
-
-    def batch_loss(self, train_out, batch: dict) -> torch.Tensor:
-        """box, obj, cls."""
-        return self.args.compute_loss(train_out, batch["targets"])[1]
-
-    def init_metrics(self) -> None:
-        """Zeros until AP is computed: what YOLOv5 reports for a split without labels."""
-        self.tp, self.fp, self.p, self.r, self.f1, self.ap50 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-        self.mp, self.mr, self.map50, self.map = 0.0, 0.0, 0.0, 0.0
-        self.ap, self.ap_class = np.zeros((0, self.iouv.numel())), np.zeros(0, dtype=int)
 
     def match(self, si: int, predn: torch.Tensor, labelsn: torch.Tensor, batch: dict, extra) -> tuple:
         """Box IoU."""
@@ -418,41 +344,3 @@ class DetectionValidator(BaseValidator):
                 self.confusion_matrix)
 
 
-def study(run: Callable, opt: argparse.Namespace, columns: tuple[str, ...], sizes: tuple[int, ...] = STUDY_SIZES
-          ) -> Path:
-    """--task study: run every weight at each image size; writes study_<data>_<weights>.csv and study.png."""
-    save_dir = increment_path(Path(opt.project) / opt.name, exist_ok=opt.exist_ok, mkdir=True)
-    weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]
-    own = ("weights", "imgsz", "project", "name", "exist_ok", "task")
-    kwargs = {k: v for k, v in vars(opt).items() if k not in own}
-    f = save_dir
-    for w in weights:
-        f = save_dir / f"study_{Path(opt.data).stem}_{Path(w).stem}.csv"
-        rows = []
-        for size in sizes:
-            LOGGER.info(f"\nRunning {f} --imgsz {size}...")
-            r, _, t = run(weights=w, imgsz=size, project=save_dir, name="runs", exist_ok=True, task="val",
-                          **{**kwargs, "plots": False})
-            rows.append([size, *r, *t])
-        np.savetxt(f, np.array(rows), fmt="%10.4g", delimiter=",", header=",".join(("imgsz", *columns)), comments="")
-        plot_val_study(f)
-        LOGGER.info(f"Study results saved to {f} and {f.with_suffix('.png')}")
-    return f
-
-
-def run_task(opt: argparse.Namespace, run: Callable, study: Callable[[argparse.Namespace], Path]):
-    """Dispatch a val CLI on --task: a validation run, a speed run per weight, or study(opt)."""
-    if opt.task in ("train", "val", "test"):
-        if opt.conf_thres > 0.001:
-            LOGGER.info(f"WARNING confidence threshold {opt.conf_thres} > 0.001 produces invalid results")
-        if opt.save_hybrid:
-            LOGGER.info("WARNING --save-hybrid will return high mAP from hybrid labels, not from predictions alone")
-        return run(**vars(opt))
-    if opt.task not in ("speed", "study"):
-        raise ValueError(f"--task {opt.task} is not one of train, val, test, speed, study")
-    weights = opt.weights if isinstance(opt.weights, list) else [opt.weights]
-    opt.half = torch.cuda.is_available() and opt.device != "cpu"  # FP16 for fastest results
-    if opt.task == "speed":
-        opt.conf_thres, opt.iou_thres, opt.save_json = 0.25, 0.45, False
-        return [run(**{**vars(opt), "weights": w}, plots=False) for w in weights]
-    return study(opt)
