@@ -119,20 +119,28 @@ def make_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return np.clip(120 + blotch + grain, 0, 255).astype(np.uint8)
 
 
-def write_sequence(folder: Path, seed: int, frames: int = 120, w: int = 320, h: int = 256, objects: int = 6,
-                   fps: float = 30.0) -> Path:
-    """Generate one sequence into folder (images/, labels/, gt/gt.txt) and folder.mp4; returns the video's path."""
+def simulate(seed: int, frames: int = 120, w: int = 320, h: int = 256, objects: int = 6):
+    """Yield (frame number from 1, BGR frame, shapes in view as (index, class, x1 y1 x2 y2, visible fraction))."""
+    if objects < 3:
+        raise ValueError(f"shapes-mot needs at least 3 objects (a leaver and a crossing pair), got {objects}")
     rng = np.random.default_rng(seed)
     margin = np.ceil(np.array(PAN) * frames).astype(int) + 2
     background = make_background(rng, w + margin[0], h + margin[1])
     shapes = make_shapes(rng, objects, w, h)
+    for t in range(1, frames + 1):
+        cam = np.array(PAN) * (t - 1)
+        yield (t, *render(background, shapes, cam, w, h))
+        step(shapes, cam + np.array(PAN), w, h)
+
+
+def write_sequence(folder: Path, seed: int, frames: int = 120, w: int = 320, h: int = 256, objects: int = 6,
+                   fps: float = 30.0) -> Path:
+    """Generate one sequence into folder (images/, labels/, gt/gt.txt) and folder.mp4; returns the video's path."""
     for sub in ("images", "labels", "gt"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     video = cv2.VideoWriter(str(folder.with_suffix(".mp4")), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     gt = []
-    for t in range(1, frames + 1):
-        cam = np.array(PAN) * (t - 1)
-        frame, seen = render(background, shapes, cam, w, h)
+    for t, frame, seen in simulate(seed, frames, w, h, objects):
         labels = []
         for i, cls, (x1, y1, x2, y2), vis in seen:
             gt.append(f"{t},{i + 1},{x1},{y1},{x2 - x1},{y2 - y1},{int(vis >= MIN_VISIBLE)},{cls + 1},{vis:.3f}")
@@ -142,7 +150,6 @@ def write_sequence(folder: Path, seed: int, frames: int = 120, w: int = 320, h: 
         cv2.imwrite(str(folder / "images" / f"{t:06d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
         (folder / "labels" / f"{t:06d}.txt").write_text("".join(x + "\n" for x in labels))
         video.write(frame)
-        step(shapes, cam + np.array(PAN), w, h)
     video.release()
     (folder / "gt" / "gt.txt").write_text("".join(x + "\n" for x in gt))
     return folder.with_suffix(".mp4")
