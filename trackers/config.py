@@ -56,7 +56,8 @@ def check_value(file: Path, key: str, value, want: type):
         return float(value)
     if want is str and isinstance(value, str):
         return value
-    raise ValueError(f"{file}: '{key}' must be a {want.__name__}, got {value!r}")
+    article = "an" if want is int else "a"
+    raise ValueError(f"{file}: '{key}' must be {article} {want.__name__}, got {value!r}")
 
 
 def load_tracker_config(name: str | Path) -> TrackerConfig:

@@ -63,6 +63,8 @@ class GMC:
     def ecc(prev: np.ndarray, grey: np.ndarray) -> np.ndarray:
         """ECC alignment (Euclidean) of the previous frame to this one; the identity if it does not converge."""
         warp = np.eye(2, 3, dtype=np.float32)
+        # blurred first: ECC climbs the correlation from the identity, and fine texture leaves it no slope to climb
+        prev, grey = (cv2.GaussianBlur(x, (0, 0), 2) for x in (prev, grey))
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
         try:
             _, warp = cv2.findTransformECC(prev, grey, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)

@@ -52,11 +52,11 @@ def shape_mask(cls: int, size: int) -> np.ndarray:
     return m.astype(bool)
 
 
-def make_shapes(rng: np.random.Generator, n: int, w: int, h: int) -> list[Shape]:
-    """n >= 3 shapes: 0 leaves and returns, 1 and 2 cross at the same height, the rest wander and bounce."""
+def make_shapes(rng: np.random.Generator, n: int, w: int, h: int, leaver: bool = True) -> list[Shape]:
+    """n >= 3 shapes: 0 leaves and returns (bounces if not leaver), 1 and 2 cross at one height, the rest bounce."""
     size = lambda: int(rng.integers(22, 40))  # noqa: E731
     y = float(rng.uniform(0.3, 0.6) * h)
-    shapes = [Shape(int(rng.integers(0, 3)), size(), np.array([w * 0.6, h * 0.15]), np.array([2.5, 0.3]), False),
+    shapes = [Shape(int(rng.integers(0, 3)), size(), np.array([w * 0.6, h * 0.15]), np.array([2.5, 0.3]), not leaver),
               Shape(int(rng.integers(0, 3)), size(), np.array([5.0, y]), np.array([2.0, 0.0])),
               Shape(int(rng.integers(0, 3)), size(), np.array([w - 45.0, y]), np.array([-2.0, 0.0]))]
     for _ in range(n - 3):
@@ -101,11 +101,10 @@ def render(background: np.ndarray, shapes: list[Shape], cam: np.ndarray, w: int,
         owner[ya:yb, xa:xb][sub] = i
     visible = np.bincount(owner.ravel() + 1, minlength=len(shapes) + 1)[1:]
     objects = []
-    for i, s in enumerate(shapes):
-        ys, xs = np.nonzero(owner == i) if visible[i] else ((), ())
+    for i, s in enumerate(shapes):  # every shape in the frame, hidden ones too (visible fraction 0)
         x0, y0 = (int(round(v)) for v in s.pos - cam)
         box = (max(x0, 0), max(y0, 0), min(x0 + s.size, w), min(y0 + s.size, h))  # amodal box, clipped to the frame
-        if len(xs) and box[0] < box[2] and box[1] < box[3]:
+        if box[0] < box[2] and box[1] < box[3]:
             objects.append((i, s.cls, box, float(visible[i] / areas[i])))
     return frame, objects
 
@@ -119,14 +118,18 @@ def make_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return np.clip(120 + blotch + grain, 0, 255).astype(np.uint8)
 
 
-def simulate(seed: int, frames: int = 120, w: int = 320, h: int = 256, objects: int = 6):
-    """Yield (frame number from 1, BGR frame, shapes in view as (index, class, x1 y1 x2 y2, visible fraction))."""
+def simulate(seed: int, frames: int = 120, w: int = 320, h: int = 256, objects: int = 6, leaver: bool = True):
+    """Yield (frame number from 1, BGR frame, shapes in view as (index, class, x1 y1 x2 y2, visible fraction)).
+
+    leaver=False keeps shape 0 in view: a motion-only tracker cannot know a shape coming back into view is the one
+    that left (its track was predicted on, out of the frame), so it comes back under a new id.
+    """
     if objects < 3:
         raise ValueError(f"shapes-mot needs at least 3 objects (a leaver and a crossing pair), got {objects}")
     rng = np.random.default_rng(seed)
     margin = np.ceil(np.array(PAN) * frames).astype(int) + 2
     background = make_background(rng, w + margin[0], h + margin[1])
-    shapes = make_shapes(rng, objects, w, h)
+    shapes = make_shapes(rng, objects, w, h, leaver)
     for t in range(1, frames + 1):
         cam = np.array(PAN) * (t - 1)
         yield (t, *render(background, shapes, cam, w, h))
