@@ -33,11 +33,24 @@ def test_iou_fuse_and_assignment_by_hand():
     assert box_iou(a, b)[0] == pytest.approx([1, 50 / 150, 0])
     assert fuse_score(1 - box_iou(a, b), np.array([0.5, 1.0, 1.0]))[0] == pytest.approx([0.5, 1 - 1 / 3, 1])
     cost = np.array([[0.1, 0.2, 0.9], [0.15, 0.9, 0.9], [0.9, 0.9, 0.95]])
-    for solver in ("lap", "scipy"):
-        matches, rows, cols = linear_assignment(cost, 0.8, solver)
-        # row 0 gives way to row 1 on column 0 (0.2 + 0.15 < 0.1 + 0.9); row 2's best (0.9) is over the limit
-        assert sorted(map(tuple, matches.tolist())) == [(0, 1), (1, 0)], solver
-        assert rows.tolist() == [2] and cols.tolist() == [2]
+    matches, rows, cols = linear_assignment(cost, 0.8)
+    # row 0 gives way to row 1 on column 0 (0.2 + 0.15 < 0.1 + 0.9); row 2's best (0.9) is over the limit
+    assert sorted(map(tuple, matches.tolist())) == [(0, 1), (1, 0)]
+    assert rows.tolist() == [2] and cols.tolist() == [2]
+    # one cheap pair saves more than two pairs just under the limit: 0.8 - 0.1 > 2 * (0.8 - 0.75)
+    matches, _, _ = linear_assignment(np.array([[0.1, 0.75], [0.75, 0.9]]), 0.8)
+    assert matches.tolist() == [[0, 0]]
+
+
+def test_scipy_assignment_solves_lapjvs_problem():
+    lap = pytest.importorskip("lap")  # optional: the benchmark compares the two solvers where it is installed
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        cost = np.where(rng.random((6, 8)) < 0.5, rng.random((6, 8)), 1.0)
+        ours, _, _ = linear_assignment(cost, 0.8)
+        _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=0.8)
+        theirs = [(i, j) for i, j in enumerate(x) if j >= 0]
+        assert (0.8 - cost[tuple(ours.T)]).sum() == pytest.approx(sum(0.8 - cost[p] for p in theirs))
 
 
 @pytest.mark.parametrize("cfg", [BYTE, BOT])

@@ -53,18 +53,18 @@ class BOTSORT(BYTETracker):
         if not tracks or np.allclose(warp, np.eye(2, 3)):
             return
         rot = np.kron(np.eye(4), warp[:, :2])  # the 2x2 part applied to each (x, y)-like pair of the state
-        mean = np.stack([t.mean for t in tracks]) @ rot.T
+        mean = np.array([t.mean for t in tracks]) @ rot.T
         mean[:, :2] += warp[:, 2]
-        cov = rot @ np.stack([t.covariance for t in tracks]) @ rot.T
+        cov = rot @ np.array([t.covariance for t in tracks]) @ rot.T
         self.set_states(tracks, mean, cov)
 
-    def distance(self, tracks: list[STrack], dets: Candidates) -> np.ndarray:
+    def distance(self, tracks: list[STrack], dets: Candidates, boxes: np.ndarray | None = None) -> np.ndarray:
         """IoU cost (score-fused if set), lowered to the appearance cost where both gates pass (with_reid)."""
-        iou_cost = iou_distance(self.boxes(tracks), dets.xyxy)
+        iou_cost = iou_distance(self.boxes(tracks) if boxes is None else boxes, dets.xyxy)
         cost = fuse_score(iou_cost, dets.scores) if self.cfg.fuse_score else iou_cost
         if dets.feats is None or not cost.size or any(t.feat is None for t in tracks):
             return cost
-        feats = np.stack([t.feat for t in tracks])
+        feats = np.array([t.feat for t in tracks])
         emb = embedding_distance(feats, dets.feats) / 2
         emb[(emb > self.cfg.appearance_thresh) | (iou_cost > self.cfg.proximity_thresh)] = 1.0
         return np.minimum(cost, emb)

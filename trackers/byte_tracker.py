@@ -76,9 +76,9 @@ class BYTETracker:
     def compensate(self, tracks: list[STrack], img: np.ndarray | None) -> None:
         """Correct the tracks' predicted states for camera motion (none for ByteTrack)."""
 
-    def distance(self, tracks: list[STrack], dets: Candidates) -> np.ndarray:
-        """IoU cost, fused with the detections' confidences when fuse_score is set."""
-        cost = iou_distance(self.boxes(tracks), dets.xyxy)
+    def distance(self, tracks: list[STrack], dets: Candidates, boxes: np.ndarray | None = None) -> np.ndarray:
+        """IoU cost between the tracks (whose boxes may be given) and dets, fused with the confidences if set."""
+        cost = iou_distance(self.boxes(tracks) if boxes is None else boxes, dets.xyxy)
         return fuse_score(cost, dets.scores) if self.cfg.fuse_score else cost
 
     # The frame -------------------------------------------------------------------------------------------------------
@@ -100,10 +100,12 @@ class BYTETracker:
         self.predict(pool)
         self.compensate(pool + unconfirmed, img)
 
-        matches, u_track, u_det = linear_assignment(self.distance(pool, first), cfg.match_thresh)
+        pool_boxes = self.boxes(pool)
+        matches, u_track, u_det = linear_assignment(self.distance(pool, first, pool_boxes), cfg.match_thresh)
         self.apply(pool, first, matches)
-        remain = [pool[i] for i in u_track if pool[i].state == TrackState.TRACKED]
-        matches, u_remain, _ = linear_assignment(iou_distance(self.boxes(remain), second.xyxy), 0.5)
+        u_track = [i for i in u_track if pool[i].state == TrackState.TRACKED]  # lost tracks wait for a high box
+        remain = [pool[i] for i in u_track]
+        matches, u_remain, _ = linear_assignment(iou_distance(pool_boxes[u_track], second.xyxy), 0.5)
         self.apply(remain, second, matches)
         for i in u_remain:
             remain[i].state = TrackState.LOST
@@ -114,17 +116,16 @@ class BYTETracker:
         for i in u_unconfirmed:
             unconfirmed[i].state = TrackState.REMOVED
         self.start(left.take(u_new[left.scores[u_new] >= cfg.new_track_thresh]))
-        self.retire()
-        return self.results()
+        return self.results(self.retire())
 
     def predict(self, tracks: list[STrack]) -> None:
         """Every track one frame ahead; a lost track keeps its position but not its growth."""
         if not tracks:
             return
-        mean = np.stack([t.mean for t in tracks])
+        mean = np.array([t.mean for t in tracks])
         lost = np.array([t.state != TrackState.TRACKED for t in tracks])
         mean[np.ix_(lost, self.still_velocities)] = 0
-        mean, cov = self.kf.predict(mean, np.stack([t.covariance for t in tracks]))
+        mean, cov = self.kf.predict(mean, np.array([t.covariance for t in tracks]))
         self.set_states(tracks, mean, cov)
 
     def apply(self, tracks: list[STrack], dets: Candidates, matches: np.ndarray) -> None:
@@ -133,7 +134,7 @@ class BYTETracker:
             return
         chosen = [tracks[i] for i in matches[:, 0]]
         j = matches[:, 1]
-        mean, cov = self.kf.update(np.stack([t.mean for t in chosen]), np.stack([t.covariance for t in chosen]),
+        mean, cov = self.kf.update(np.array([t.mean for t in chosen]), np.array([t.covariance for t in chosen]),
                                    self.kf.from_xyxy(dets.xyxy[j]))
         self.set_states(chosen, mean, cov)
         for t, k in zip(chosen, j):
@@ -154,27 +155,31 @@ class BYTETracker:
             t.is_activated, t.frame_id, t.start_frame = self.frame_id == 1, self.frame_id, self.frame_id
             self.tracks.append(t)
 
-    def retire(self) -> None:
-        """Drop removed tracks, tracks lost too long, and the younger of a tracked/lost pair on the same object."""
+    def retire(self) -> np.ndarray:
+        """Drop removed tracks, tracks lost too long, and the younger of a tracked/lost pair on the same object;
+        returns the boxes of the tracks kept."""
         for t in self.tracks:
             if t.state == TrackState.LOST and self.frame_id - t.frame_id > self.max_time_lost:
                 t.state = TrackState.REMOVED
-        tracked = [t for t in self.tracks if t.state == TrackState.TRACKED]
-        lost = [t for t in self.tracks if t.state == TrackState.LOST]
-        if tracked and lost:
-            for i, j in zip(*np.nonzero(iou_distance(self.boxes(tracked), self.boxes(lost)) < 0.15)):
-                a, b = tracked[i], lost[j]
+        boxes = self.boxes(self.tracks)
+        state = np.array([t.state for t in self.tracks])
+        tracked, lost = np.flatnonzero(state == TrackState.TRACKED), np.flatnonzero(state == TrackState.LOST)
+        if len(tracked) and len(lost):
+            for i, j in zip(*np.nonzero(iou_distance(boxes[tracked], boxes[lost]) < 0.15)):
+                a, b = self.tracks[tracked[i]], self.tracks[lost[j]]
                 younger = a if a.frame_id - a.start_frame <= b.frame_id - b.start_frame else b
                 younger.state = TrackState.REMOVED
-        self.tracks = [t for t in self.tracks if t.state != TrackState.REMOVED]
+        keep = [k for k, t in enumerate(self.tracks) if t.state != TrackState.REMOVED]
+        self.tracks = [self.tracks[k] for k in keep]
+        return boxes[keep]
 
-    def results(self) -> np.ndarray:
-        """Rows x1 y1 x2 y2 id conf cls idx of the confirmed tracks matched in this frame."""
-        out = [t for t in self.tracks if t.is_activated and t.frame_id == self.frame_id]
+    def results(self, boxes: np.ndarray) -> np.ndarray:
+        """Rows x1 y1 x2 y2 id conf cls idx of the confirmed tracks matched in this frame (boxes: of all tracks)."""
+        out = [k for k, t in enumerate(self.tracks) if t.is_activated and t.frame_id == self.frame_id]
         if not out:
             return np.empty((0, 8))
-        extra = np.array([(t.track_id, t.score, t.cls, t.idx) for t in out], dtype=np.float64)
-        return np.concatenate((self.boxes(out), extra), 1)
+        extra = np.array([(t.track_id, t.score, t.cls, t.idx) for t in map(self.tracks.__getitem__, out)])
+        return np.concatenate((boxes[out], extra), 1)
 
     # Helpers ---------------------------------------------------------------------------------------------------------
 
@@ -182,7 +187,7 @@ class BYTETracker:
         """The tracks' current boxes x1 y1 x2 y2 (n, 4)."""
         if not tracks:
             return np.empty((0, 4))
-        return self.kf.to_xyxy(np.stack([t.mean for t in tracks]))
+        return self.kf.to_xyxy(np.array([t.mean for t in tracks]))
 
     @staticmethod
     def set_states(tracks: list[STrack], mean: np.ndarray, cov: np.ndarray) -> None:

@@ -24,8 +24,9 @@ class KalmanFilterXYAH:
 
     def scales(self, mean: np.ndarray) -> np.ndarray:
         """(..., 4) sizes that scale the noise of each box coordinate: h, h, 0, h (a's noise is added in noise())."""
-        h = mean[..., 3]
-        return np.stack((h, h, np.zeros_like(h), h), -1)
+        s = np.repeat(mean[..., 3:4], 4, -1)
+        s[..., 2] = 0
+        return s
 
     def noise(self, mean: np.ndarray, k_pos: float, k_vel: float | None, a_pos: float, a_vel: float) -> np.ndarray:
         """Standard deviations (..., 4 or 8): k_pos, k_vel times the box scales, the aspect ratio's a_pos, a_vel."""
@@ -69,13 +70,17 @@ class KalmanFilterXYAH:
 
     def from_xyxy(self, boxes: np.ndarray) -> np.ndarray:
         """Boxes x1 y1 x2 y2 (n, 4) as this filter's measurements: centre x, y, aspect ratio w / h, height."""
-        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        return np.stack(((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, w / h, h), 1)
+        out = np.empty((len(boxes), 4))  # filled column by column: cheaper than stacking four small arrays
+        out[:, :2] = (boxes[:, :2] + boxes[:, 2:]) / 2
+        out[:, 3] = boxes[:, 3] - boxes[:, 1]
+        out[:, 2] = (boxes[:, 2] - boxes[:, 0]) / out[:, 3]
+        return out
 
     def to_xyxy(self, mean: np.ndarray) -> np.ndarray:
         """The states' boxes (n, 8) -> x1 y1 x2 y2 (n, 4)."""
-        w, h = mean[:, 2] * mean[:, 3], mean[:, 3]
-        return np.stack((mean[:, 0] - w / 2, mean[:, 1] - h / 2, mean[:, 0] + w / 2, mean[:, 1] + h / 2), 1)
+        half = np.empty((len(mean), 2))
+        half[:, 0], half[:, 1] = mean[:, 2] * mean[:, 3] / 2, mean[:, 3] / 2
+        return np.concatenate((mean[:, :2] - half, mean[:, :2] + half), 1)
 
 
 class KalmanFilterXYWH(KalmanFilterXYAH):
@@ -83,8 +88,7 @@ class KalmanFilterXYWH(KalmanFilterXYAH):
 
     def scales(self, mean: np.ndarray) -> np.ndarray:
         """w, h, w, h."""
-        w, h = mean[..., 2], mean[..., 3]
-        return np.stack((w, h, w, h), -1)
+        return np.tile(mean[..., 2:4], 2)
 
     def noise(self, mean: np.ndarray, k_pos: float, k_vel: float | None, a_pos: float, a_vel: float) -> np.ndarray:
         """As XYAH's, with no constant term: the width is scaled like any other size."""

@@ -9,11 +9,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in a (n, 4) with every box in b (m, 4), both x1 y1 x2 y2: (n, m)."""
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), 2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], 1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], 1)
+    # column by column: a product over a length-2 axis of an (n, m, 2) array costs more than the IoU itself
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
@@ -37,17 +38,19 @@ def embedding_distance(track_feats: np.ndarray, det_feats: np.ndarray) -> np.nda
 
 
 def linear_assignment(cost: np.ndarray, thresh: float,
-                      solver: str = "lap") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Minimum-cost pairs of rows and columns whose cost is at most thresh: (matches (k, 2), rows, columns unmatched).
+                      solver: str = "scipy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of rows and columns, each cost at most thresh, that save the most against leaving both unmatched:
+    (matches (k, 2), unmatched rows, unmatched columns).
 
-    solver 'lap' uses lap.lapjv on the cost matrix extended so that leaving a row or column unmatched costs thresh
-    (a pair above the limit is never worth taking); 'scipy' solves the full problem and drops pairs above it.
+    This is lap.lapjv's problem with extend_cost and cost_limit (ByteTrack's): solver 'scipy' solves it as an
+    assignment over the savings min(cost - thresh, 0), where a pair above the limit is worth no more than none;
+    'lap' calls lap.lapjv itself (the optional `lap` package; benchmarks/track_speed.py compares the two).
     """
     n, m = cost.shape
     if not cost.size:
         return np.empty((0, 2), int), np.arange(n), np.arange(m)
     if solver == "lap":
-        import lap  # imported here: the package is only needed once there is something to assign
+        import lap  # optional: only this solver needs it
 
         _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=thresh)
         rows = np.flatnonzero(x >= 0)
@@ -55,9 +58,9 @@ def linear_assignment(cost: np.ndarray, thresh: float,
     else:
         from scipy.optimize import linear_sum_assignment
 
-        r, c = linear_sum_assignment(cost)
+        r, c = linear_sum_assignment(np.minimum(cost - thresh, 0))
         keep = cost[r, c] <= thresh
         matches = np.stack((r[keep], c[keep]), 1)
-    unmatched_rows = np.setdiff1d(np.arange(n), matches[:, 0])
-    unmatched_cols = np.setdiff1d(np.arange(m), matches[:, 1])
-    return matches, unmatched_rows, unmatched_cols
+    free_rows, free_cols = np.ones(n, bool), np.ones(m, bool)
+    free_rows[matches[:, 0]] = free_cols[matches[:, 1]] = False
+    return matches, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
