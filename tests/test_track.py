@@ -129,3 +129,8 @@ def test_unknown_tracker_and_missing_ground_truth(assets, tmp_path):
     n = len(bad.read_text().splitlines())
     with pytest.raises(ValueError, match=rf"gt.txt:{n}: non-numeric"):
         run(assets, tmp_path, tracker=assets["cfg"]["bytetrack"], eval=bad, nosave=True)
+
+
+def test_offline_stream_fails_fast(assets, tmp_path):
+    with pytest.raises(ConnectionError, match="Failed to open stream"):
+        run(assets, tmp_path, source="rtsp://127.0.0.1:9/live", tracker=assets["cfg"]["bytetrack"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment  # at import: its first import takes a second, not a frame
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -56,8 +57,6 @@ def linear_assignment(cost: np.ndarray, thresh: float,
         rows = np.flatnonzero(x >= 0)
         matches = np.stack((rows, x[rows]), 1)
     else:
-        from scipy.optimize import linear_sum_assignment
-
         r, c = linear_sum_assignment(np.minimum(cost - thresh, 0))
         keep = cost[r, c] <= thresh
         matches = np.stack((r[keep], c[keep]), 1)
