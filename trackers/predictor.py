@@ -65,6 +65,7 @@ class TrackingMixin:
         if opt.eval is not None:
             opt.save_txt = True  # scoring reads the MOT file
         self.sequences: dict[str, Sequence] = {}
+        self.current: Sequence | None = None  # the sequence of the frame being rendered (one at a time, in order)
         self.track_time, self.track_frames = 0.0, 0
 
     def load_source(self, source: str, webcam: bool):
@@ -76,10 +77,12 @@ class TrackingMixin:
         """The sequence dest belongs to (started on its first frame): a video, a stream, or the folder of images."""
         key = str(dest.image if dest.mode == "stream" else dest.source if dest.mode == "video" else dest.source.parent)
         if key not in self.sequences:
-            name = Path(key).stem if dest.mode != "image" else Path(self.opt.source).stem
+            name = Path(key).stem if dest.mode != "image" else Path(key).name  # images: their folder's name
             fps, expected, stride = self.source_rate(dest)
             tracker = build_tracker(self.tracker_cfg, frame_rate=fps)
             mot_file = self.save_dir / "labels" / f"{name}.txt"
+            if self.opt.save_txt:
+                mot_file.write_text("")  # a rerun into the same folder (--exist-ok) starts the file afresh
             self.sequences[key] = Sequence(name, tracker, mot_file, stride, expected)
         return self.sequences[key]
 
@@ -123,7 +126,7 @@ class TrackingMixin:
 
     def render(self, result, im: np.ndarray, dest: ImageDest, draw: bool) -> np.ndarray:
         """Track, append the MOT lines of this frame (--save-txt), then draw as detection does."""
-        seq = self.sequence(dest)
+        seq = self.current = self.sequence(dest)
         self.track(result, im, seq)
         if self.opt.save_txt:
             with open(seq.mot_file, "a") as f:
@@ -144,15 +147,10 @@ class TrackingMixin:
             label = None if o.hide_labels else f"id:{tid} {name}" + ("" if o.hide_conf else f" {conf:.2f}")
             annotator.box_label(xyxy, label or "", color=colors(tid, True))
         if o.trails > 1:
-            seq = self.last_sequence()
             for tid in ids:
-                pts = np.array(seq.trails.get(tid, ()), np.int32)
+                pts = np.array(self.current.trails.get(tid, ()), np.int32)
                 if len(pts) > 1:
                     cv2.polylines(annotator.im, [pts], False, colors(tid, True), max(annotator.lw // 2, 1))
-
-    def last_sequence(self) -> Sequence:
-        """The sequence being drawn (render tracks and draws one frame at a time, in order)."""
-        return next(reversed(self.sequences.values()))
 
     def summary(self, dt: list[float], seen: int) -> None:
         """The loop's summary, the tracker's time per frame, warnings for videos that ended early, then --eval."""
