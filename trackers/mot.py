@@ -42,11 +42,15 @@ def read_mot(file: str | Path) -> np.ndarray:
     file = Path(file)
     if not file.is_file():
         raise FileNotFoundError(f"MOT file {file} not found")
-    rows = []
+    rows, seen = [], set()
     with open(file, errors="replace") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 rows.append(parse_line(file, n, line))
+                key = (rows[-1][0], rows[-1][1])
+                if key in seen:  # one box per id and frame: a second one makes every score ambiguous
+                    raise ValueError(f"{file}:{n}: id {int(key[1])} appears twice in frame {int(key[0])}")
+                seen.add(key)
                 if len(rows) > MAX_ROWS:
                     raise ValueError(f"{file}: more than {MAX_ROWS} boxes; refusing to read it")
     return np.array(rows, dtype=np.float64).reshape(-1, 7)
