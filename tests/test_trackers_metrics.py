@@ -100,7 +100,7 @@ def test_missing_or_empty_ground_truth(tmp_path):
 
 
 def random_sequence(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ground truth and a result with misses, jitter, id swaps, id changes and stray boxes (one box per id and frame)."""
+    """Ground truth and a result with misses, jitter, id swaps and changes, stray boxes (one box per id and frame)."""
     rng = np.random.default_rng(seed)
     n, frames = int(rng.integers(2, 6)), int(rng.integers(10, 30))
     pos, vel, ids = rng.uniform(0, 100, (n, 2)), rng.normal(0, 3, (n, 2)), np.arange(1, n + 1)
