@@ -16,6 +16,7 @@ import torch.nn as nn
 from models.experimental import attempt_load
 from utils import torch_utils
 from utils.augmentations import letterbox
+from utils.dataset_check import ImageError, header_size
 from utils.export_formats import FORMATS, model_type
 from utils.general import (
     LOGGER,
@@ -28,6 +29,7 @@ from utils.general import (
     yaml_load,
 )
 from utils.plots import Annotator, colors, save_one_box
+from utils.sigstack import keep_signal_stack
 from utils.sources import is_url, load_image_url
 from utils.torch_utils import time_sync
 
@@ -139,7 +141,8 @@ class DetectMultiBackend(nn.Module):
         # OpenVINO's CPU plugin runs bf16 by default where the CPU has it (AVX512-BF16/AMX): boxes then move by ~1 px
         # from PyTorch's; ask for f32 so every format gives the same detections, and for bf16 only with --half
         config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
-        self.ov_compiled = core.compile_model(ov_model, "AUTO" if device.type != "cpu" else "CPU", config)
+        with keep_signal_stack():  # the CPU plugin swaps this thread's signal stack: see utils/sigstack.py
+            self.ov_compiled = core.compile_model(ov_model, "AUTO" if device.type != "cpu" else "CPU", config)
         self.ov_request = self.ov_compiled.create_infer_request()
         meta_file = xml.with_suffix(".yaml")  # export.py writes stride and names beside the model
         self.ov_meta = yaml_load(meta_file) if meta_file.exists() else {}
@@ -257,15 +260,11 @@ class AutoShape(nn.Module):
                 y = self.model(ims.to(p.device).type_as(p), augment=augment)
             return y[0] if isinstance(y, (list, tuple)) else y
         size = (size, size) if isinstance(size, int) else tuple(size)
-        n, ims = (len(ims), list(ims)) if isinstance(ims, (list, tuple)) else (1, [ims])
-        shape0, shape1, files = [], [], []
-        for i, im in enumerate(ims):
-            im, f = _read_input(im, i)
-            files.append(f)
-            shape0.append(im.shape[:2])
-            g = max(size) / max(im.shape[:2])  # scale the long side to the requested size
-            shape1.append([int(y * g) for y in im.shape[:2]])
-            ims[i] = im
+        read = _read_inputs(list(ims) if isinstance(ims, (list, tuple)) else [ims])
+        ims, files, n = [im for im, _ in read], [f for _, f in read], len(read)
+        shape0 = [im.shape[:2] for im in ims]
+        gains = [max(size) / max(s) for s in shape0]  # scale the long side to the requested size
+        shape1 = [[int(y * g) for y in s] for s, g in zip(shape0, gains)]
         shape1 = [make_divisible(x, self.stride) for x in np.array(shape1).max(0)]  # one batch shape for all
         if not self.pt:  # exported models were traced at one square shape: fill it
             shape1 = [make_divisible(x, self.stride) for x in size]
@@ -284,6 +283,21 @@ class AutoShape(nn.Module):
         return Detections(ims, y, files, t, self.names, x.shape)
 
 
+def _read_inputs(ims: list) -> list[tuple[np.ndarray, str]]:
+    """Every readable input as (array, file name); a file that cannot or must not be decoded is skipped, warned."""
+    out = []
+    for i, im in enumerate(ims):
+        try:
+            out.append(_read_input(im, i))
+        except ImageError as e:
+            if len(ims) == 1:
+                raise
+            LOGGER.warning(f"WARNING skipping {e}")
+    if not out:
+        raise ImageError("inputs", f"none of the {len(ims)} images could be read")
+    return out
+
+
 def _read_input(im, i: int) -> tuple[np.ndarray, str]:
     """One AutoShape input as a contiguous HWC RGB uint8 array, and a file name for saving it."""
     from PIL import Image, ImageOps
@@ -296,7 +310,12 @@ def _read_input(im, i: int) -> tuple[np.ndarray, str]:
         else:
             if not Path(im).is_file():
                 raise FileNotFoundError(f"image not found: {im}")
-            im = np.asarray(ImageOps.exif_transpose(Image.open(im)).convert("RGB"))
+            header_size(im)  # ImageError for a decompression bomb, before Pillow decodes a pixel
+            try:
+                with Image.open(im) as pil:
+                    im = np.asarray(ImageOps.exif_transpose(pil).convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as e:
+                raise ImageError(im, f"not a readable image ({e})") from None
     elif isinstance(im, Image.Image):
         f = Path(getattr(im, "filename", "") or f).name
         im = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
