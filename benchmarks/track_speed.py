@@ -16,6 +16,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -33,17 +34,6 @@ from trackers.matching import iou_distance, linear_assignment  # noqa: E402
 from utils.general import LOGGER, set_logging  # noqa: E402
 
 SIZE = 640
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (or 'unknown CPU')."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def scene(n: int, frames: int, seed: int = 0) -> list[np.ndarray]:
@@ -132,7 +122,7 @@ def time_detectors(cfgs: list[str], runs: int, threads: int) -> dict[str, float]
 def run(objects: tuple[int, ...] = (10, 50, 200), frames: int = 300, cfgs: tuple[str, ...] = ("yolov5n.yaml",
         "yolov5n-csppc.yaml"), detector_runs: int = 20, threads: int = 2) -> dict:
     """Measure and log every figure; returns them."""
-    LOGGER.info(f"{cpu_name()}, {threads} threads for the detectors; trackers single-threaded numpy")
+    LOGGER.info(f"{os.cpu_count()} CPUs, {threads} threads for the detectors; the trackers run numpy on one thread")
     gmc_frames = panning_frames(frames)
     results = {"trackers": {}, "assignment": {}}
     for n in objects:
