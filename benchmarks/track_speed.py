@@ -16,6 +16,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -34,6 +35,7 @@ from trackers.matching import iou_distance, linear_assignment  # noqa: E402
 from utils.general import LOGGER, set_logging  # noqa: E402
 
 SIZE = 640
+SOLVERS = ("lap", "scipy") if importlib.util.find_spec("lap") else ("scipy",)  # lap: optional, compared if installed
 
 
 def scene(n: int, frames: int, seed: int = 0) -> list[np.ndarray]:
@@ -88,7 +90,7 @@ def time_assignment(n: int, repeats: int = 200) -> dict[str, float]:
     dets = scene(n, 2)
     cost = iou_distance(dets[0][:, :4], dets[1][:, :4])
     out = {}
-    for solver in ("lap", "scipy"):
+    for solver in SOLVERS:
         ts = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -133,7 +135,7 @@ def run(objects: tuple[int, ...] = (10, 50, 200), frames: int = 300, cfgs: tuple
     for name in names:
         LOGGER.info(f"{name:<26}" + "".join("{:>16}".format("{:.3f} / {:.3f}".format(*results["trackers"][n][name]))
                                             for n in objects))
-    for solver in ("lap", "scipy"):
+    for solver in SOLVERS:
         LOGGER.info(f"{'assignment, ' + solver:<26}" + "".join(f"{results['assignment'][n][solver]:16.3f}"
                                                                for n in objects))
     results["detectors"] = time_detectors(list(cfgs), detector_runs, threads)
