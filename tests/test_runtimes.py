@@ -1,5 +1,5 @@
-"""The mobile runtimes (models/formats/ncnn.py, mnn.py): every task's tiny model exports, runs in DetectMultiBackend
-close to PyTorch on a real image, runs in detect.py and val.py, and a damaged file fails naming itself."""
+"""The mobile runtimes (models/formats/ncnn.py, mnn.py, tflite.py): every task's tiny model exports, runs in
+DetectMultiBackend close to PyTorch on a real image, runs in detect.py and val.py; a damaged file fails naming it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ import yaml
 import detect
 import export
 import val
+from engine.exporter import unexportable_layer
 from models.backends import DetectMultiBackend
+from models.experimental import attempt_load
+from models.formats.ncnn import NCNN
+from models.formats.torchscript import TORCHSCRIPT
 from models.yolo import ClassificationModel, DetectionModel
 from tests.conftest import randomize_bn
 from tests.fixtures.inference import NAMES, assert_same_detections, make_checkpoint, read_labels, shapes_image
@@ -24,35 +28,49 @@ from utils.shapes import generate_shapes_dataset
 IMGSZ = 64
 DETECT_IMGSZ = 160  # detect.py's comparison: at 64 px random weights give only image-sized, overlapping boxes
 # --include argument -> (the package its runner needs, the file or folder export.py writes for tiny.pt)
-RUNTIMES = {"ncnn": ("ncnn", "{}_ncnn_model"), "mnn": ("MNN", "{}.mnn")}
+RUNTIMES = {"ncnn": ("ncnn", "{}_ncnn_model"), "mnn": ("MNN", "{}.mnn"), "tflite": ("litert_torch", "{}.tflite")}
+EXTRA = {"ncnn": "pnnx", "tflite": "ai_edge_litert"}  # the converter or runtime that comes with the first
 
 
 def _needs(fmt: str) -> None:
     """Skip when the runtime is not installed (the converters are optional extras)."""
-    package = RUNTIMES[fmt][0]
-    if importlib.util.find_spec(package) is None or (fmt == "ncnn" and importlib.util.find_spec("pnnx") is None):
-        pytest.skip(f"{fmt} needs the '{package}' package (pip install -r requirements-export.txt)")
+    for package in (RUNTIMES[fmt][0], EXTRA.get(fmt, RUNTIMES[fmt][0])):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{fmt} needs the '{package}' package (pip install -r requirements-export.txt)")
 
 
-def _classifier(path: Path) -> Path:
+def _classifier(path: Path, cfg: str) -> Path:
     """A classification checkpoint with trained-like BatchNorm statistics."""
     torch.manual_seed(0)
-    model = randomize_bn(ClassificationModel(model=DetectionModel("yolov5n-csppc.yaml"), nc=3)).eval()
+    model = randomize_bn(ClassificationModel(model=DetectionModel(cfg), nc=3)).eval()
     model.names = dict(NAMES)
     torch.save({"model": model.half(), "ema": None, "epoch": -1, "optimizer": None}, path)
     return path
 
 
+# litert-torch 0.10 converts CSPPCFused blocks with two DualPConv blocks wrongly (max|diff| 0.01 on outputs of 0.2,
+# layer by layer; n=1 blocks convert exactly), so LiteRT is tested on yolov5n; export.py warns on CSPPC models
+CFG = {"ncnn": "yolov5n-csppc.yaml", "mnn": "yolov5n-csppc.yaml", "tflite": "yolov5n.yaml"}
+
+
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """One tiny checkpoint per task, each in its own folder (exports are written beside them)."""
-    root = tmp_path_factory.mktemp("runtimes")
-    folders = {t: root / t for t in ("detect", "segment", "classify")}
-    for d in folders.values():
-        d.mkdir()
-    return {"detect": make_checkpoint(folders["detect"] / "tiny.pt"),
-            "segment": make_checkpoint(folders["segment"] / "tiny.pt", cfg="yolov5n-seg.yaml"),
-            "classify": _classifier(folders["classify"] / "tiny.pt")}
+def checkpoints(tmp_path_factory):
+    """checkpoints(fmt): one tiny checkpoint per task for the format's architecture, each in its own folder."""
+    root, made = tmp_path_factory.mktemp("runtimes"), {}
+
+    def build(fmt: str) -> dict[str, Path]:
+        cfg = CFG[fmt]
+        if cfg not in made:
+            folders = {t: root / Path(cfg).stem / t for t in ("detect", "segment", "classify")}
+            for d in folders.values():
+                d.mkdir(parents=True)
+            seg_cfg = cfg.replace(".yaml", "-seg.yaml") if "csppc" not in cfg else "yolov5n-seg.yaml"
+            made[cfg] = {"detect": make_checkpoint(folders["detect"] / "tiny.pt", cfg=cfg),
+                         "segment": make_checkpoint(folders["segment"] / "tiny.pt", cfg=seg_cfg),
+                         "classify": _classifier(folders["classify"] / "tiny.pt", cfg)}
+        return made[cfg]
+
+    return build
 
 
 def _exported(fmt: str, weights: Path, imgsz: int = IMGSZ) -> Path:
@@ -74,12 +92,13 @@ def _image() -> torch.Tensor:
 @torch.no_grad()
 def test_export_runs_in_backend_like_pytorch(fmt, task, checkpoints):
     _needs(fmt)
-    f = _exported(fmt, checkpoints[task])
+    weights = checkpoints(fmt)[task]
+    f = _exported(fmt, weights)
     backend = DetectMultiBackend(f)
     assert getattr(backend, fmt) and not backend.pt
     assert backend.names == NAMES and backend.stride == 32
     im = _image().expand(2, -1, -1, -1)  # batch 2 on a batch-1 export: run image by image
-    y, y_pt = backend(im), DetectMultiBackend(checkpoints[task])(im)
+    y, y_pt = backend(im), DetectMultiBackend(weights)(im)
     y = y if isinstance(y, list) else [y]
     y_pt = list(y_pt[:2]) if task == "segment" else [y_pt[0] if isinstance(y_pt, (list, tuple)) else y_pt]
     assert len(y) == len(y_pt)
@@ -91,7 +110,7 @@ def test_export_runs_in_backend_like_pytorch(fmt, task, checkpoints):
 @pytest.mark.parametrize("fmt", list(RUNTIMES))
 def test_detect_and_val_run_on_the_export(fmt, tmp_path):
     _needs(fmt)
-    weights = make_checkpoint(tmp_path / "tiny.pt")
+    weights = make_checkpoint(tmp_path / "tiny.pt", cfg=CFG[fmt])
     f = _exported(fmt, weights, DETECT_IMGSZ)
     cv2.imwrite(str(tmp_path / "shapes.jpg"), shapes_image(DETECT_IMGSZ, DETECT_IMGSZ, seed=3))
     labels = {}
@@ -113,11 +132,12 @@ def test_detect_and_val_run_on_the_export(fmt, tmp_path):
 
 def _damage(f: Path, tmp: Path, fmt: str) -> list[tuple[Path, str]]:
     """Damaged copies of an export, each with the words its error must contain."""
-    if fmt == "mnn":
-        data = f.read_bytes()
-        (tmp / "cut.mnn").write_bytes(data[:len(data) // 2])
-        (tmp / "text.mnn").write_text("not a model\n" * 20)
-        return [(tmp / "cut.mnn", "corrupt or truncated"), (tmp / "text.mnn", "not an MNN model")]
+    if fmt in ("mnn", "tflite"):
+        data, suffix = f.read_bytes(), f.suffix
+        (tmp / f"cut{suffix}").write_bytes(data[:len(data) // 2])
+        (tmp / f"text{suffix}").write_text("not a model\n" * 20)
+        not_a_model = "not an MNN model" if fmt == "mnn" else "not a TFLite model"
+        return [(tmp / f"cut{suffix}", "corrupt or truncated"), (tmp / f"text{suffix}", not_a_model)]
     cases = []
     for name, edit in (("cutbin", "bin"), ("huge", "param"), ("text", "magic")):
         d = tmp / f"{name}_ncnn_model"
@@ -143,8 +163,24 @@ def _damage(f: Path, tmp: Path, fmt: str) -> list[tuple[Path, str]]:
 @pytest.mark.parametrize("fmt", list(RUNTIMES))
 def test_damaged_file_fails_naming_it(fmt, checkpoints, tmp_path):
     _needs(fmt)
-    f = _exported(fmt, checkpoints["detect"])
+    f = _exported(fmt, checkpoints(fmt)["detect"])
     for damaged, words in _damage(f, tmp_path, fmt):
         with pytest.raises(ValueError, match=words) as e:
             DetectMultiBackend(damaged)
         assert damaged.name in str(e.value)
+
+
+def test_layer_checks_get_each_layers_own_inputs(checkpoints):
+    """Detect replaces the entries of its input list: the layer-by-layer check must still trace it on its inputs."""
+    model = attempt_load(str(checkpoints("ncnn")["detect"]), device=torch.device("cpu"), fuse=True).eval()
+    assert unexportable_layer(model, _image(), TORCHSCRIPT.check_layer) is None
+
+
+def test_ncnn_layer_check_takes_list_inputs(checkpoints):
+    _needs("ncnn")
+    model = attempt_load(str(checkpoints("ncnn")["detect"]), device=torch.device("cpu"), fuse=True).eval()
+    inputs = {}  # the head alone (a list input) is converted, on the feature maps the model gives it
+    model.model[-1].register_forward_pre_hook(lambda _, a: inputs.setdefault("x", [t.clone() for t in a[0]]) and None)
+    with torch.no_grad():
+        model(_image())
+    NCNN.check_layer(model.model[-1], (inputs["x"],), 17)  # raises if pnnx cannot convert it
