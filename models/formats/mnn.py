@@ -99,6 +99,14 @@ class MNNRunner(Runner):
         except json.JSONDecodeError:
             LOGGER.warning(f"WARNING {w}: its bizCode is not the JSON export.py writes; no stride or names read")
             self.meta = {}
+        self.warmup()
+
+    def warmup(self) -> None:
+        """One run on zeros at the exported shape: MNN prepares its kernels on the first run (seconds), which would
+        otherwise land on the first image and in val.py's inference time."""
+        shape = self.meta.get("shape")
+        if shape:
+            self.forward(np.zeros(shape, dtype=np.float32))
 
     def __call__(self, im: torch.Tensor, augment: bool = False, visualize: bool = False) -> list[np.ndarray]:
         """Every output of the model, as NCHW arrays; a batch-1 export runs a larger batch image by image."""
