@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.formats import unsupported  # noqa: F401  (first: its TensorFlow Lite row is replaced below, in place)
 from models.formats.registry import ExportContext, ExportFormat, Runner, register
 from utils.general import LOGGER, colorstr
 
@@ -108,5 +107,6 @@ class TFLiteRunner(Runner):
         return [self.interpreter.get_tensor(o["index"]).copy() for o in self.outputs]
 
 
+# replaces unsupported.py's TensorFlow Lite row (in v7.0's place), or keeps that module from adding it
 TFLITE = register(ExportFormat("TensorFlow Lite", "tflite", ".tflite", "tflite", export=_export, load=TFLiteRunner,
                                requirements=("litert-torch", "ai-edge-litert"), check_layer=_check_layer))
