@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.formats.batching import run_fixed_shape
 from models.formats.onnx import layer_to_onnx
 from models.formats.registry import ExportContext, ExportFormat, Runner, register
 from utils.general import LOGGER, colorstr
@@ -111,13 +112,7 @@ class MNNRunner(Runner):
     def __call__(self, im: torch.Tensor, augment: bool = False, visualize: bool = False) -> list[np.ndarray]:
         """Every output of the model, as NCHW arrays; a batch-1 export runs a larger batch image by image."""
         x = np.ascontiguousarray(im.cpu().float().numpy())
-        shape = list(self.meta.get("shape", x.shape))
-        if list(x.shape) == shape:
-            return self.forward(x)
-        if shape[0] == 1 and list(x.shape[1:]) == shape[1:]:
-            return [np.concatenate(ys) for ys in zip(*(self.forward(xi[None]) for xi in x))]
-        raise ValueError(f"this MNN model was exported for input shape {tuple(shape)}, got {tuple(x.shape)}: use "
-                         f"--imgsz {shape[2]} {shape[3]}")
+        return run_fixed_shape(self.forward, x, list(self.meta.get("shape", x.shape)), "MNN")
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The model's outputs for one input array of the exported shape."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.formats.batching import run_fixed_shape
 from models.formats.registry import ExportContext, ExportFormat, Runner, register
 from utils.general import LOGGER, colorstr
 
@@ -91,14 +92,7 @@ class TFLiteRunner(Runner):
 
     def __call__(self, im: torch.Tensor, augment: bool = False, visualize: bool = False) -> list[np.ndarray]:
         """Every output, image by image when a batch-1 model gets a larger batch."""
-        x = im.cpu().float().numpy()
-        shape = list(self.input["shape"])
-        if list(x.shape) == shape:
-            return self.forward(x)
-        if shape[0] == 1 and list(x.shape[1:]) == shape[1:]:
-            return [np.concatenate(ys) for ys in zip(*(self.forward(xi[None]) for xi in x))]
-        raise ValueError(f"this TFLite model was exported for input shape {tuple(shape)}, got {tuple(x.shape)}: use "
-                         f"--imgsz {shape[2]} {shape[3]}")
+        return run_fixed_shape(self.forward, im.cpu().float().numpy(), list(self.input["shape"]), "TFLite")
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The model's outputs for one input of the exported shape."""
