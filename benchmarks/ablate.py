@@ -45,7 +45,7 @@ from benchmarks.timing import loadavg, time_interleaved  # noqa: E402
 from models.experimental import torch_safe_load  # noqa: E402
 from models.yolo import DetectionModel  # noqa: E402
 from utils.general import LOGGER, check_dataset, check_yaml, set_logging  # noqa: E402
-from utils.plots import _pyplot  # noqa: E402
+from utils.plots import agg_pyplot as _pyplot  # noqa: E402
 from utils.stats import paired_difference, summarize  # noqa: E402
 from utils.torch_utils import get_flops  # noqa: E402
 

@@ -13,6 +13,7 @@ import torch
 
 from utils.general import LOGGER
 from utils.quantize import CalibrationImages, quantize_openvino
+from utils.sigstack import keep_signal_stack
 from utils.torch_utils import cpu_bf16_supported
 
 COLUMNS = ["openvino_ms", "openvino_ratio", "openvino_int8_ms", "openvino_int8_ratio", "int8_vs_fp32",
@@ -28,7 +29,8 @@ def compile_openvino(ov_model, threads: int, precision: str = "f32"):
     # slower here under load); every precision is compiled alike, so the ratios compare the same setting
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_PRECISION_HINT": precision, "ENABLE_CPU_PINNING": False}
-    return ov.Core().compile_model(ov_model, "CPU", config)
+    with keep_signal_stack():  # see utils/sigstack.py
+        return ov.Core().compile_model(ov_model, "CPU", config)
 
 
 def openvino_calls(onnx_file: Path, im: torch.Tensor, data: str, images: int, stride: int, threads: int,

@@ -226,6 +226,12 @@ class Exporter:
 
     def export_one(self, ctx: ExportContext, fmt: ExportFormat, image_name: str) -> str | None:
         """Export one format and compare it with PyTorch: its row of the table, or None when it failed (logged)."""
+        missing = fmt.missing()
+        if missing:  # say so before any work, and go on with the other formats
+            LOGGER.error(f"{fmt.name} export of {self.file} needs {', '.join(missing)}: "
+                         f"pip install {' '.join(missing)}")
+            self.failed.append(fmt.argument)
+            return None
         t = time.time()
         try:
             f = fmt.export(ctx)

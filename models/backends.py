@@ -14,6 +14,7 @@ import torch.nn as nn
 from models.formats import ExportFormat, export_formats, format_for
 from utils import torch_utils
 from utils.augmentations import letterbox
+from utils.dataset_check import ImageError, header_size
 from utils.general import (
     LOGGER,
     check_imshow,
@@ -184,15 +185,11 @@ class AutoShape(nn.Module):
                 y = self.model(ims.to(p.device).type_as(p), augment=augment)
             return y[0] if isinstance(y, (list, tuple)) else y
         size = (size, size) if isinstance(size, int) else tuple(size)
-        n, ims = (len(ims), list(ims)) if isinstance(ims, (list, tuple)) else (1, [ims])
-        shape0, shape1, files = [], [], []
-        for i, im in enumerate(ims):
-            im, f = _read_input(im, i)
-            files.append(f)
-            shape0.append(im.shape[:2])
-            g = max(size) / max(im.shape[:2])  # scale the long side to the requested size
-            shape1.append([int(y * g) for y in im.shape[:2]])
-            ims[i] = im
+        read = _read_inputs(list(ims) if isinstance(ims, (list, tuple)) else [ims])
+        ims, files, n = [im for im, _ in read], [f for _, f in read], len(read)
+        shape0 = [im.shape[:2] for im in ims]
+        gains = [max(size) / max(s) for s in shape0]  # scale the long side to the requested size
+        shape1 = [[int(y * g) for y in s] for s, g in zip(shape0, gains)]
         shape1 = [make_divisible(x, self.stride) for x in np.array(shape1).max(0)]  # one batch shape for all
         if not self.pt:  # exported models were traced at one square shape: fill it
             shape1 = [make_divisible(x, self.stride) for x in size]
@@ -211,6 +208,21 @@ class AutoShape(nn.Module):
         return Detections(ims, y, files, t, self.names, x.shape)
 
 
+def _read_inputs(ims: list) -> list[tuple[np.ndarray, str]]:
+    """Every readable input as (array, file name); a file that cannot or must not be decoded is skipped, warned."""
+    out = []
+    for i, im in enumerate(ims):
+        try:
+            out.append(_read_input(im, i))
+        except ImageError as e:
+            if len(ims) == 1:
+                raise
+            LOGGER.warning(f"WARNING skipping {e}")
+    if not out:
+        raise ImageError("inputs", f"none of the {len(ims)} images could be read")
+    return out
+
+
 def _read_input(im, i: int) -> tuple[np.ndarray, str]:
     """One AutoShape input as a contiguous HWC RGB uint8 array, and a file name for saving it."""
     from PIL import Image, ImageOps
@@ -223,7 +235,12 @@ def _read_input(im, i: int) -> tuple[np.ndarray, str]:
         else:
             if not Path(im).is_file():
                 raise FileNotFoundError(f"image not found: {im}")
-            im = np.asarray(ImageOps.exif_transpose(Image.open(im)).convert("RGB"))
+            header_size(im)  # ImageError for a decompression bomb, before Pillow decodes a pixel
+            try:
+                with Image.open(im) as pil:
+                    im = np.asarray(ImageOps.exif_transpose(pil).convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as e:
+                raise ImageError(im, f"not a readable image ({e})") from None
     elif isinstance(im, Image.Image):
         f = Path(getattr(im, "filename", "") or f).name
         im = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))

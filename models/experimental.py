@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.common import BLOCKS, DualPConv, PConv, Proto
+from models.blocks import BLOCKS, DualPConv, PConv
 from models.extra_blocks import (
     CrossConv,
     MixConv2d,  # noqa: F401  (v7.0 pickles it as models.experimental.MixConv2d)
@@ -24,7 +24,8 @@ from models.extra_blocks import (
     TransformerLayer,
 )
 from models.fused import CSPPCFused, DetectFused, SPPFFused
-from models.yolo import BaseModel, ClassificationModel, Detect, DetectionModel, SegmentationModel
+from models.heads import Detect, Proto
+from models.yolo import BaseModel, ClassificationModel, DetectionModel, SegmentationModel
 from utils.classify_data import CenterCrop, ToTensor
 from utils.general import LOGGER
 from utils.torch_utils import save_atomic
@@ -262,15 +263,11 @@ class Ensemble(nn.ModuleList):
 def _update_legacy_modules(model: nn.Module, inplace: bool) -> None:
     """Attributes that models pickled by other torch/YOLOv5 versions may lack or hold in an older form."""
     for m in model.modules():
-        t = type(m)
-        if t in (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU, Detect, DetectionModel):
+        if isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU, Detect, DetectionModel)):
             m.inplace = inplace
-            if t is Detect and not isinstance(m.anchor_grid, list):  # YOLOv5 before v6.2 kept a buffer here
-                delattr(m, "anchor_grid")
-                m.anchor_grid = [torch.zeros(1)] * m.nl
-            if t is Detect:
-                m.grid = [torch.zeros(1)] * m.nl  # force rebuilding on the first call
-        elif t is nn.Upsample and not hasattr(m, "recompute_scale_factor"):
+        if isinstance(m, Detect):  # any grid-decoding head, subclasses included
+            m.reset_grids()  # grids pickled by another version may be stale or a pre-v6.2 buffer
+        elif isinstance(m, nn.Upsample) and not hasattr(m, "recompute_scale_factor"):
             m.recompute_scale_factor = None  # torch 1.11.0 compatibility
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.common import C3, SPP, Conv, DWConv, channel_parser, register, same_channels_parser
+from models.blocks import C3, SPP, Conv, DWConv, channel_parser, pickled_as, register, same_channels_parser
 
 
 def _contract_parser(args, n, ch_in, gw, d):
@@ -229,10 +229,6 @@ class MixConv2d(nn.Module):
 
 
 # the module names v7.0 pickles these classes under (see the module docstring)
-COMMON_BLOCKS = (DWConvTranspose2d, TransformerLayer, TransformerBlock, CrossConv, C3x, C3TR, C3SPP, GhostConv,
-                 GhostBottleneck, C3Ghost, Contract, Expand)
-EXPERIMENTAL_BLOCKS = (MixConv2d,)
-for _cls in COMMON_BLOCKS:
-    _cls.__module__ = "models.common"
-for _cls in EXPERIMENTAL_BLOCKS:
-    _cls.__module__ = "models.experimental"
+pickled_as("models.common", DWConvTranspose2d, TransformerLayer, TransformerBlock, CrossConv, C3x, C3TR, C3SPP,
+           GhostConv, GhostBottleneck, C3Ghost, Contract, Expand)
+pickled_as("models.experimental", MixConv2d)

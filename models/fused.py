@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.common import CSPPC, SPPF, Conv
-from models.yolo import Detect
+from models.blocks import CSPPC, SPPF, Conv
+from models.heads import Detect
 from utils.torch_utils import fuse_conv_and_bn
 
 
@@ -126,9 +126,8 @@ class DetectFused(Detect):
         """The same convolutions, anchors and flags (export, dynamic, inplace, stride) under the faster decode."""
         new = cls.__new__(cls)
         new.__dict__.update(m.__dict__)
-        new._buffers = {k: v for k, v in m._buffers.items() if k != "anchor_grid"}  # YOLOv5<6.2 kept a buffer
-        new.grid = [torch.empty(0) for _ in range(new.nl)]  # rebuilt on first use, never stale from a checkpoint
-        new.anchor_grid = [torch.empty(0) for _ in range(new.nl)]
+        new._buffers = dict(m._buffers)  # its own dict: reset_grids must not touch m's
+        new.reset_grids()  # rebuilt on first use, never stale from a checkpoint
         return new
 
     def forward(self, x):
@@ -164,8 +163,10 @@ def inference_form(m: nn.Module) -> nn.Module | None:
     """The exact inference replacement of a module, or None when it has none (or already is one)."""
     if isinstance(m, CSPPC):
         return CSPPCFused.from_csppc(m)
-    if type(m) is SPPF:
+    # the faster forms reproduce SPPF's and Detect's own forward: a subclass is replaced only if it keeps them
+    # (SPPFFused and DetectFused override forward, so a fused model is left as it is)
+    if isinstance(m, SPPF) and type(m).forward is SPPF.forward:
         return SPPFFused.from_sppf(m)
-    if type(m) is Detect:
+    if isinstance(m, Detect) and m.decodes_as_detect():
         return DetectFused.from_detect(m)
     return None

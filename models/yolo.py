@@ -1,4 +1,6 @@
-"""YOLOv5 Detect head, DetectionModel built from YAML, parse_model, and the model summary CLI.
+"""YOLOv5 models built from YAML (DetectionModel, SegmentationModel, ClassificationModel), parse_model, summary CLI.
+
+The heads live in models/heads.py; Detect and Segment are re-exported here, where v7.0 code and pickles name them.
 
 Usage:
     python models/yolo.py --cfg yolov5n-csppc.yaml
@@ -22,9 +24,11 @@ import torch
 import torch.nn as nn
 
 from models import extra_blocks  # noqa: F401  (registers v7.0's other blocks with parse_model)
-from models.common import BLOCKS, Classify, Conv, Proto, register, resolve_arg
+from models.blocks import BLOCKS, Conv, register, resolve_arg  # noqa: F401  (register: v7.0-era imports)
+from models.fused import inference_form
+from models.heads import Classify, Detect, Proto, Segment, detect_parser, segment_parser  # noqa: F401  (see above)
 from utils.autoanchor import check_anchor_order
-from utils.general import LOGGER, check_yaml, make_divisible, yaml_load
+from utils.general import LOGGER, check_yaml, make_divisible, yaml_load  # noqa: F401  (make_divisible: v7.0 name)
 from utils.torch_utils import (
     fuse_conv_and_bn,
     get_flops,
@@ -34,107 +38,6 @@ from utils.torch_utils import (
     select_device,
     time_sync,
 )
-
-
-def detect_parser(args, n, ch_in, gw, d):
-    """Detect takes (nc, anchors, [input channels]); an int anchor count becomes that many placeholder anchors."""
-    args = list(args)
-    if isinstance(args[1], int):
-        args[1] = [list(range(args[1] * 2))] * len(ch_in)
-    args.append(list(ch_in))
-    return args, n, None
-
-
-@register(detect_parser)
-class Detect(nn.Module):
-    """Detection head: a 1x1 conv per level; decodes xywh, objectness and class scores in inference."""
-
-    stride = None  # strides computed during build
-    dynamic = False  # force grid reconstruction
-    export = False  # export mode: return only the decoded tensor
-
-    def __init__(self, nc=80, anchors=(), ch=(), inplace=True):
-        super().__init__()
-        self.nc = nc
-        self.no = nc + 5
-        self.nl = len(anchors)
-        self.na = len(anchors[0]) // 2
-        self.grid = [torch.empty(0) for _ in range(self.nl)]
-        self.anchor_grid = [torch.empty(0) for _ in range(self.nl)]
-        self.register_buffer("anchors", torch.tensor(anchors).float().view(self.nl, -1, 2))
-        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
-        self.inplace = inplace
-
-    def forward(self, x):
-        z = []
-        for i in range(self.nl):
-            x[i] = self.m[i](x[i])
-            bs, _, ny, nx = x[i].shape
-            if not self.training:
-                # sigmoid straight on the convolution's output: elementwise, so the same values as after the reshape,
-                # and an exported graph then has Conv -> Sigmoid, which ONNX Runtime fuses into one kernel
-                y = self._activate(x[i]).view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2)
-            x[i] = x[i].view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
-            if not self.training:
-                if self.dynamic or self.grid[i].shape[2:4] != x[i].shape[2:4]:
-                    self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
-                xy, wh, conf = y.split((2, 2, self.no - 4), 4)  # conf: objectness, classes and any extra outputs
-                xy = (xy * 2 + self.grid[i]) * self.stride[i]
-                wh = wh * 2
-                wh = wh * wh * self.anchor_grid[i]  # a product, not ** 2: LiteRT has no legal pow op (same values)
-                z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
-        if self.training:
-            return x
-        return (torch.cat(z, 1),) if self.export else (torch.cat(z, 1), x)
-
-    def _activate(self, p: torch.Tensor) -> torch.Tensor:
-        """Every output of the level's convolution goes through the sigmoid."""
-        return p.sigmoid()
-
-    def _make_grid(self, nx: int = 20, ny: int = 20, i: int = 0):
-        """Cell offsets (minus 0.5, so that 2*sigmoid - 0.5 becomes 2*sigmoid + grid) and pixel anchors."""
-        d, t = self.anchors[i].device, self.anchors[i].dtype
-        shape = 1, self.na, ny, nx, 2
-        yv, xv = torch.meshgrid(torch.arange(ny, device=d, dtype=t), torch.arange(nx, device=d, dtype=t), indexing="ij")
-        grid = torch.stack((xv, yv), 2).expand(shape) - 0.5
-        anchor_grid = (self.anchors[i] * self.stride[i]).view((1, self.na, 1, 1, 2)).expand(shape)
-        return grid, anchor_grid
-
-
-def segment_parser(args, n, ch_in, gw, d):
-    """Segment takes (nc, anchors, nm, npr, [input channels]); the prototype channels npr scale with the width."""
-    args, n, _ = detect_parser(args, n, ch_in, gw, d)
-    args[3] = make_divisible(args[3] * gw, 8)
-    return args, n, None
-
-
-@register(segment_parser)
-class Segment(Detect):
-    """Detect that also predicts nm mask coefficients per anchor, and Proto, the npr-channel mask prototypes."""
-
-    def __init__(self, nc=80, anchors=(), nm=32, npr=256, ch=(), inplace=True):
-        super().__init__(nc, anchors, ch, inplace)
-        self.nm = nm
-        self.npr = npr
-        self.no = 5 + nc + nm
-        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
-        self.proto = Proto(ch[0], self.npr, self.nm)
-        # YOLOv5 also stores Detect.forward as an instance attribute `detect`; its checkpoints then pickle a
-        # getattr call, which the safe loader allows for exactly that attribute. Ours call Detect.forward directly.
-
-    def forward(self, x):
-        p = self.proto(x[0])
-        x = Detect.forward(self, x)
-        if self.training:
-            return x, p
-        return (x[0], p) if self.export else (x[0], p, x[1])
-
-    def _activate(self, p: torch.Tensor) -> torch.Tensor:
-        """Sigmoid on boxes, objectness and classes; the mask coefficients stay linear."""
-        bs, _, ny, nx = p.shape
-        p = p.view(bs, self.na, self.no, ny, nx)
-        k = self.nc + 5
-        return torch.cat((p[:, :, :k].sigmoid(), p[:, :, k:]), 2).view(bs, -1, ny, nx)
 
 
 class BaseModel(nn.Module):
@@ -180,8 +83,6 @@ class BaseModel(nn.Module):
 
         On CPU the fused model also stores its weights channels-last, the layout oneDNN runs fastest.
         """
-        from models.fused import inference_form  # models.fused subclasses Detect: importing it at the top would cycle
-
         LOGGER.info("Fusing layers... ")
         for m in self.model.modules():
             if isinstance(m, Conv) and hasattr(m, "bn"):
@@ -249,7 +150,7 @@ class DetectionModel(BaseModel):
             s = 256  # a size every stride divides
             m.inplace = self.inplace
             out = self.forward(torch.zeros(1, ch, s, s))
-            out = out[0] if isinstance(m, Segment) else out  # Segment trains on (levels, prototypes)
+            out = out[0] if isinstance(out, tuple) else out  # a head such as Segment trains on (levels, extras)
             m.stride = torch.tensor([s / x.shape[-2] for x in out])
             check_anchor_order(m)
             m.anchors /= m.stride.view(-1, 1, 1)  # anchors are kept in grid units
@@ -405,6 +306,13 @@ def _activation(name: str) -> nn.Module:
     return cls(*args)
 
 
+def _layer_type(cls: type) -> str:
+    """A layer's module.Class name for the table; run as a script, this file's heads show bare (Detect), as in v7.0."""
+    t = f"{cls.__module__}.{cls.__name__}"
+    script = __name__ == "__main__" and t.startswith("models.yolo.")  # v7.0 strips '__main__.' from its own classes
+    return t[len("models.yolo.") :] if script else t
+
+
 def parse_model(d: dict, ch: list[int]):
     """Build nn.Sequential and the list of layer outputs to keep from a model dict."""
     LOGGER.info(f"\n{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<40}{'arguments':<30}")
@@ -420,7 +328,7 @@ def parse_model(d: dict, ch: list[int]):
         ch_in = [ch[x] for x in (f if isinstance(f, list) else [f])]
         args, n, c2 = parser(args, n, ch_in, gw, d)
         m_ = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
-        t = f"{cls.__module__}.{cls.__name__}".replace("__main__.", "")
+        t = _layer_type(cls)
         m_.i, m_.f, m_.type, m_.np = i, f, t, sum(x.numel() for x in m_.parameters())
         LOGGER.info(f"{i:>3}{str(f):>18}{n_:>3}{m_.np:10.0f}  {t:<40}{str(args):<30}")
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,50 +36,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-class _StackT(ctypes.Structure):
-    """Linux stack_t, as sigaltstack(2) reads and writes it."""
-
-    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
-
-
-def _sigaltstack(new: _StackT | None = None) -> _StackT:
-    """Set the calling thread's alternate signal stack (when new is given); returns the one in place before."""
-    old = _StackT()
-    ctypes.CDLL(None, use_errno=True).sigaltstack(ctypes.byref(new) if new else None, ctypes.byref(old))
-    return old
-
-
-@pytest.fixture(autouse=True, scope="session")
-def first_signal_stack() -> _StackT | None:
-    """The main thread's alternate signal stack when the session starts (faulthandler's), None off Linux."""
-    return _sigaltstack() if sys.platform == "linux" else None
-
-
-@pytest.fixture(autouse=True)
-def keep_signal_stack(first_signal_stack):
-    """Put the session's alternate signal stack back, before and after each test, if a library set a smaller one.
-
-    OpenVINO's CPU plugin, compiling an INT8 model on a CPU with AMX, installs its own sigaltstack (20144 bytes here)
-    in place of the larger one faulthandler allocated. Python runs its signal handlers on that stack, and once the
-    main thread has used AMX its signal frames no longer fit: the next Python-handled signal (SIGCHLD, whose handler
-    torch's DataLoader leaves installed, when a pool process exits) is turned into a SIGSEGV by the kernel and the
-    whole pytest process dies without a report. One process running every test is what makes the two meet.
-    Checked before the test too, because module-scoped fixtures (test_int8's export) run before this one.
-    """
-
-    def restore():
-        first, now = first_signal_stack, _sigaltstack()
-        if first.ss_sp and now.ss_sp != first.ss_sp and now.ss_size < first.ss_size:
-            _sigaltstack(first)
-
-    if first_signal_stack is None:
-        yield
-        return
-    restore()
-    yield
-    restore()
 
 
 @pytest.fixture

@@ -126,6 +126,20 @@ def test_failing_format_names_the_layer_and_others_still_export(weights, toy_for
     assert "layer 11 (torch.nn.modules.upsampling.Upsample): no Upsample in this format" in caplog.text
 
 
+def test_missing_package_named_before_export(weights, caplog):
+    register(ExportFormat("Needy", "needy", ".needy", "needy", export=export_toy, load=ToyRunner,
+                          requirements=("torch", "no_such_package_xyz")))
+    try:
+        with caplog.at_level(logging.ERROR, logger="yolov5"):
+            written = export.run(weights=weights, imgsz=(IMGSZ, IMGSZ), include=["needy", "torchscript"])
+    finally:
+        unregister_format("needy")
+    assert written == [str(weights.with_suffix(".torchscript"))]
+    assert "Needy export of" in caplog.text
+    assert "needs no_such_package_xyz: pip install no_such_package_xyz" in caplog.text
+    assert not (weights.parent / "tiny.needy").exists()
+
+
 def test_registry_lookups():
     assert format_for("a/b_edgetpu.tflite").argument == "edgetpu"  # the longest ending wins over .tflite
     assert format_for("m_openvino_model").argument == format_for("m_openvino_model/m.xml").argument == "openvino"

@@ -12,7 +12,8 @@ import cv2
 
 from tests.fixtures.inference import make_checkpoint, shapes_image
 from tests.test_val import make_dataset
-from utils.general import LOGGER, ROOT, _ProjectLogHandler, set_logging
+from utils import _ProjectLogHandler
+from utils.general import LOGGER, ROOT, set_logging
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:

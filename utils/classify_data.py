@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, distributed
 
+from utils import IMG_FORMATS
 from utils.dataloaders import InfiniteDataLoader, seed_worker
-from utils.dataset_check import IMG_FORMATS, _check_image, _map, get_hash, imread
+from utils.dataset_check import check_image, get_hash, imread, pool_imap
 from utils.general import LOGGER, RANK, ROOT, check_yaml, yaml_load
 from utils.torch_utils import torch_distributed_zero_first
 
@@ -113,7 +114,7 @@ def classify_transforms(size: int = 224) -> ClassifyTransforms:
 def _image_problem(file: str) -> str:
     """Why an image is unusable, or '' when it reads (the checks detection datasets get)."""
     try:
-        _check_image(file)
+        check_image(file)
     except (ValueError, OSError) as e:
         return str(e)
     return ""
@@ -131,7 +132,7 @@ def scan_images(files: list[str], root: Path, prefix: str = "") -> list[str]:
                 return [str(x) for x in z["problems"]]
     except Exception:  # missing, stale or foreign: scanned again
         pass
-    problems = list(_map(_image_problem, files, f"{prefix}Scanning {root}", len(files)))
+    problems = list(pool_imap(_image_problem, files, f"{prefix}Scanning {root}", len(files)))
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

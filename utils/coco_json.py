@@ -11,8 +11,8 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from utils import LOGGER, TQDM_BAR_FORMAT
 from utils.converters import ConvertReport, label_line, xyxy_to_yolo
-from utils.general import LOGGER, TQDM_BAR_FORMAT
 
 COCO91_UNUSED = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)  # category ids of the 2014 paper with no 2017 annotations
 ARGOVERSE_SIZE = (1920, 1200)  # ring-front-center camera frames, when the JSON gives no size

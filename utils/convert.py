@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+from utils import set_logging
 from utils.coco_json import convert_argoverse, convert_coco, convert_objects365
 from utils.converters import (
     ConvertReport,
@@ -21,7 +22,6 @@ from utils.converters import (
     convert_voc,
     convert_xview,
 )
-from utils.general import set_logging
 
 # What a dataset YAML's 'convert:' may name: each takes the dataset root (its resolved 'path') and converts in place
 CONVERTERS: dict[str, Callable[[Path], ConvertReport]] = {

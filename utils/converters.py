@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from utils.general import LOGGER, TQDM_BAR_FORMAT
+from utils import IMG_FORMATS, LOGGER, TQDM_BAR_FORMAT
 
 VOC_NAMES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
              "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -261,8 +261,6 @@ XVIEW_KEPT = (11, 12, 13, 15, 17, 18, 19, 20, 21, 23, 24, 25, 26, 27, 28, 29, 32
 
 def autosplit(images: Path, weights: tuple[float, float] = (0.9, 0.1), seed: int = 0) -> tuple[Path, Path]:
     """Split a folder of images at random into autosplit_train.txt and autosplit_val.txt beside it."""
-    from utils.dataset_check import IMG_FORMATS  # lazy: dataset_check imports cv2
-
     files = sorted(p for p in images.rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
     rng = np.random.default_rng(seed)
     is_val = rng.random(len(files)) >= weights[0]

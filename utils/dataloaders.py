@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, distributed
 from tqdm import tqdm
 
+from utils import IMG_FORMATS
 from utils.augmentations import Albumentations, augment_hsv, copy_paste, letterbox, mixup, random_perspective
 from utils.dataset_check import (
-    IMG_FORMATS,
     get_hash,
     img2label_paths,
     imread,

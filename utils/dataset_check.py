@@ -6,6 +6,7 @@ import hashlib
 import io
 import math
 import os
+import warnings
 from multiprocessing.pool import Pool
 from pathlib import Path
 
@@ -14,12 +15,15 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
-from utils.general import LOGGER, NUM_THREADS, TQDM_BAR_FORMAT, segments2boxes
+from utils import IMG_FORMATS, LOGGER, NUM_THREADS, TQDM_BAR_FORMAT
+from utils.general import segments2boxes
 
-IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp")  # lower-case suffixes
 CACHE_VERSION = "yolo-labels-v2"  # bump when the layout or the checks change (v2: polygons); older caches are rebuilt
 JPEG_EOI = b"\xff\xd9"  # end-of-image marker
 MIN_SIZE = 10  # pixels; anything smaller cannot hold an object at any training size
+# a header declaring more pixels is refused before decoding (a decompression bomb: a few KB on disk, GBs decoded);
+# 2**27 = 134 M pixels, e.g. 11585 x 11585, 400 MB as BGR; below Pillow's own refusal (179 M) so ours speaks first
+MAX_IMAGE_PIXELS = 1 << 27
 _ORIENTATION = next(k for k, v in ExifTags.TAGS.items() if v == "Orientation")
 
 
@@ -45,16 +49,59 @@ def exif_size(img: Image.Image) -> tuple[int, int]:
     return w, h
 
 
+class ImageError(ValueError):
+    """An image that cannot or must not be decoded; the message names the file and the reason."""
+
+    def __init__(self, name: str | Path, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.reason = reason
+
+
+def opencv_reason(e: Exception) -> str:
+    """The last line of an OpenCV error (the readable part of its multi-line C++ message)."""
+    lines = str(e).strip().splitlines()
+    return lines[-1].strip() if lines else type(e).__name__
+
+
+def header_size(source: str | Path | io.BytesIO, name: str | Path | None = None) -> tuple[int, int] | None:
+    """(width, height) as the image header declares it, read without decoding; None if Pillow cannot identify it.
+
+    Raises ImageError when the header declares more than MAX_IMAGE_PIXELS, so that such a file costs no memory.
+    """
+    name = name or source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides, not Pillow's
+            with Image.open(source) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:  # over Pillow's own refusal, which is above our limit
+        raise ImageError(name, f"its header declares a picture over the limit of {MAX_IMAGE_PIXELS:,} pixels "
+                               f"(Pillow: {e}); not decoded") from None
+    except Exception:  # not identified by Pillow: the decoders decide
+        return None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageError(name, f"its header declares {w}x{h} = {w * h:,} pixels, over the limit of "
+                               f"{MAX_IMAGE_PIXELS:,} (a decompression bomb?); not decoded")
+    return w, h
+
+
 def imread(path: str | Path) -> np.ndarray:
-    """Read an image as 3-channel 8-bit BGR with EXIF orientation applied (OpenCV first, Pillow as fallback)."""
-    im = cv2.imread(str(path), cv2.IMREAD_COLOR)  # converts grey, 16-bit and alpha images, honours EXIF
+    """Read an image as 3-channel 8-bit BGR with EXIF orientation applied (OpenCV first, Pillow as fallback).
+
+    Raises ImageError naming the file when it is not a readable image or its header declares too many pixels.
+    """
+    header_size(path)
+    try:
+        im = cv2.imread(str(path), cv2.IMREAD_COLOR)  # converts grey, 16-bit and alpha images, honours EXIF
+    except cv2.error as e:  # OpenCV's own limits (pixels, file size) raise rather than return None
+        raise ImageError(path, f"OpenCV refused to decode it ({opencv_reason(e)})") from None
     if im is not None:
         return im
     try:
         with Image.open(path) as pil:
             arr = np.asarray(ImageOps.exif_transpose(pil))
     except Exception as e:
-        raise FileNotFoundError(f"Image not readable: {path} ({e})") from e
+        raise ImageError(path, f"OpenCV could not read it as an image, nor Pillow ({e})") from e
     if arr.dtype != np.uint8:  # 16-bit or float images: keep the most significant bits
         arr = (arr.astype(np.float64) / max(float(arr.max()), 1.0) * 255).astype(np.uint8) if arr.dtype.kind == "f" \
             else (arr.astype(np.uint32) >> (8 * (arr.dtype.itemsize - 1))).astype(np.uint8)
@@ -83,10 +130,14 @@ def jpeg_data_complete(data: bytes) -> bool:
         return False
 
 
-def _check_image(im_file: str) -> tuple[tuple[int, int], str]:
+def check_image(im_file: str) -> tuple[tuple[int, int], str]:
     """Return (width, height) and a note for one image, raising ValueError with the reason when it is unusable."""
     if os.path.getsize(im_file) == 0:
         raise ValueError("zero-byte file")
+    try:
+        header_size(im_file)  # a decompression bomb is refused before Pillow decodes anything
+    except ImageError as e:
+        raise ValueError(e.reason) from None
     try:
         with Image.open(im_file) as im:
             im.verify()  # structure and checksums, without decoding
@@ -203,7 +254,7 @@ def verify_image_label(args: tuple[str, str, str]) -> tuple:
     nm = nf = ne = nc = nd = 0
     msgs = []
     try:
-        shape, note = _check_image(im_file)
+        shape, note = check_image(im_file)
         if note:
             msgs.append(f"{prefix}WARNING ⚠️ {im_file}: {note}")
         segments = []
@@ -238,7 +289,7 @@ def get_hash(paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def _map(fn, items: list, desc: str, total: int):
+def pool_imap(fn, items: list, desc: str, total: int):
     """Yield fn(item) in order from a process pool, or in this process when a pool cannot be started."""
     try:
         pool = Pool(min(NUM_THREADS, max(1, total)))
@@ -259,7 +310,7 @@ def scan_labels(im_files: list[str], label_files: list[str], prefix: str = "", d
     cache = {"im_files": [], "labels": [], "shapes": [], "segments": [], "msgs": []}
     nm = nf = ne = nc = nd = 0
     jobs = [(im, lb, prefix) for im, lb in zip(im_files, label_files)]
-    bar = _map(verify_image_label, jobs, desc=f"{prefix}Scanning {desc}...", total=len(jobs))
+    bar = pool_imap(verify_image_label, jobs, desc=f"{prefix}Scanning {desc}...", total=len(jobs))
     for im_file, lb, shape, segments, nm_f, nf_f, ne_f, nc_f, nd_f, msg in bar:
         nm, nf, ne, nc, nd = nm + nm_f, nf + nf_f, ne + ne_f, nc + nc_f, nd + nd_f
         if im_file:

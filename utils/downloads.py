@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
-from utils.general import LOGGER, TQDM_BAR_FORMAT
+from utils import LOGGER, TQDM_BAR_FORMAT
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 DEFAULT_TIMEOUT = 30.0  # seconds without an answer (connect or between two reads) before a download gives up

@@ -1,4 +1,4 @@
-"""General helpers: logging, paths and files, YAML lookup, and box format conversions."""
+"""General helpers: paths and files, YAML lookup, dataset YAMLs, box format conversions; v7.0's logging names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import glob
 import inspect
-import logging
 import math
 import os
 import re
@@ -19,59 +18,19 @@ import torch
 import torchvision  # imported with the module so the first NMS call is not charged its import time
 import yaml
 
+from utils import (  # noqa: F401  (the leaf module's names, re-exported where YOLOv5 v7.0 code imports them)
+    LOCAL_RANK,
+    LOGGER,
+    LOGGING_NAME,
+    NUM_THREADS,
+    RANK,
+    ROOT,
+    TQDM_BAR_FORMAT,
+    WORLD_SIZE,
+    set_logging,
+)
+
 FILE = Path(__file__).resolve()
-ROOT = FILE.parents[1]  # repository root
-RANK = int(os.getenv("RANK", -1))
-LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))
-WORLD_SIZE = int(os.getenv("WORLD_SIZE", 1))
-NUM_THREADS = min(8, max(1, os.cpu_count() or 1))
-LOGGING_NAME = "yolov5"
-LOGGER = logging.getLogger(LOGGING_NAME)
-TQDM_BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"  # one tqdm bar layout for every loop
-
-
-class _ProjectLogHandler(logging.StreamHandler):
-    """Plain messages to the current sys.stderr, unless a root-logger handler will show the record anyway.
-
-    The stream is looked up per record, so pytest's capsys and notebooks that swap sys.stderr see the lines. An
-    application that configures logging itself (logging.basicConfig, pytest's log capture) gets each record once,
-    through its own root handlers and format, because the project logger keeps propagating.
-    """
-
-    def __init__(self, name: str = LOGGING_NAME):
-        """A handler for the logger called name (its propagate flag decides whether root handlers see records)."""
-        super().__init__()
-        self.logger_name = name
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    @property
-    def stream(self):
-        """Whatever sys.stderr is now."""
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass  # StreamHandler.__init__ assigns a stream; this handler always follows sys.stderr
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Emit only records that no root handler will print."""
-        if logging.getLogger(self.logger_name).propagate:
-            if any(record.levelno >= h.level for h in logging.getLogger().handlers):
-                return False
-        return bool(super().filter(record))
-
-
-def set_logging(name: str = LOGGING_NAME, verbose: bool = True) -> logging.Logger:
-    """Give the project logger its stream handler (once) and level INFO; ranks other than 0 log warnings only."""
-    level = logging.INFO if verbose and RANK in {-1, 0} else logging.WARNING
-    logger = logging.getLogger(name)
-    logger.setLevel(level)
-    if not any(isinstance(h, _ProjectLogHandler) for h in logger.handlers):
-        logger.addHandler(_ProjectLogHandler(name))
-    return logger
-
-
-set_logging()  # the one import-time action: run() called from Python logs its tables and paths, as the CLIs do
 
 
 def colorstr(*args: str) -> str:
@@ -486,7 +445,7 @@ def check_dataset(data: str | Path | dict, autodownload: bool = True, timeout: f
     if absent and autodownload and isinstance(generator, dict):
         if generator.get("name") != "shapes":
             raise ValueError(f"{file}: unknown dataset generator '{generator.get('name')}', expected 'shapes'")
-        from utils.shapes import generate_shapes_dataset  # lazy: utils.shapes itself imports this module
+        from utils.shapes import generate_shapes_dataset  # lazy: only a missing dataset needs the generator (cv2)
 
         LOGGER.info(f"Dataset not found at {root}, generating it offline (generator 'shapes')...")
         opts = {k: int(generator[k]) for k in ("train", "val", "test", "imgsz", "seed") if k in generator}
@@ -542,7 +501,6 @@ def get_latest_run(search_dir: str | Path = ".") -> str:
 
 def check_imshow(warn: bool = False) -> bool:
     """Whether OpenCV can open a window here; False on a headless machine (with a warning when warn)."""
-    import sys
 
     import cv2  # only needed here
 
@@ -555,8 +513,10 @@ def check_imshow(warn: bool = False) -> bool:
             cv2.imshow("test", np.zeros((8, 8, 3), dtype=np.uint8))
             cv2.waitKey(1)
             cv2.destroyAllWindows()
-        except cv2.error as e:
+        except cv2.error as e:  # opencv-python-headless, which requirements.txt installs, has no window support
             reason = str(e).strip().splitlines()[-1][:100]
+            reason += "; windows need OpenCV with GUI support: pip uninstall -y opencv-python-headless && " \
+                      "pip install opencv-python (keep only one: both install cv2)"
     if reason and warn:
         LOGGER.warning(f"WARNING Environment does not support cv2.imshow(): {reason}")
     return not reason

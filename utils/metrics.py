@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from utils.general import LOGGER
-from utils.plots import _pyplot
+from utils.plots import agg_pyplot
 
 # Shared by the plotting helpers below: each function sets the Agg backend itself so importing this module
 # never touches matplotlib's global state.
@@ -254,7 +254,7 @@ class ConfusionMatrix:
 
     def plot(self, normalize: bool = True, save_dir: Path | str = "", names: list | tuple = ()) -> None:
         """Save confusion_matrix.png; columns are normalised to sum to 1 when normalize is set."""
-        plt = _pyplot()
+        plt = agg_pyplot()
         array = self.matrix / ((self.matrix.sum(0).reshape(1, -1) + 1e-9) if normalize else 1)
         array[array < 0.005] = np.nan  # leave near-empty cells blank
         n = self.nc + 1
@@ -289,7 +289,7 @@ class ConfusionMatrix:
 def plot_pr_curve(px: np.ndarray, py: np.ndarray, ap: np.ndarray, save_dir: Path | str = "pr_curve.png",
                   names: dict | tuple = ()) -> None:
     """Save a precision-recall plot: one line per class (when fewer than 21) and the class mean."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     if 0 < len(names) < 21:
         for i in range(py.shape[1]):
@@ -312,7 +312,7 @@ def plot_pr_curve(px: np.ndarray, py: np.ndarray, ap: np.ndarray, save_dir: Path
 def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_dir: Path | str = "mc_curve.png", names: dict | tuple = (),
                   xlabel: str = "Confidence", ylabel: str = "Metric") -> None:
     """Save a metric-versus-confidence plot: one line per class (when fewer than 21) and the smoothed mean."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     fig, ax = plt.subplots(1, 1, figsize=(9, 6), tight_layout=True)
     if 0 < len(names) < 21:
         for i, y in enumerate(py):

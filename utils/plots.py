@@ -13,7 +13,7 @@ import torch
 from utils.general import LOGGER, clip_boxes, increment_path, xywh2xyxy, xyxy2xywh
 
 
-def _pyplot():
+def agg_pyplot():
     """matplotlib.pyplot on the file-only Agg backend, chosen at call time so importing this module is free."""
     import matplotlib
 
@@ -181,7 +181,7 @@ def plot_labels(labels: np.ndarray, names=(), save_dir: Path = Path("")) -> None
         LOGGER.warning(f"WARNING no labels to plot, {Path(save_dir) / 'labels.jpg'} not written")
         return
     LOGGER.info(f"Plotting labels to {Path(save_dir) / 'labels.jpg'} and labels_correlogram.jpg... ")
-    plt = _pyplot()
+    plt = agg_pyplot()
     c, b = labels[:, 0].astype(int), labels[:, 1:]
     nc = int(c.max()) + 1
     names = list(names.values()) if isinstance(names, dict) else list(names)
@@ -222,7 +222,7 @@ def plot_labels(labels: np.ndarray, names=(), save_dir: Path = Path("")) -> None
 def labels_correlogram(boxes: np.ndarray):
     """Pair plot of the normalised label boxes (n, 4) [x, y, width, height]: each variable's histogram on the
     diagonal, 2-D histograms of each pair below it, upper triangle left empty (v7.0's labels_correlogram.jpg)."""
-    plt = _pyplot()
+    plt = agg_pyplot()
     names = ("x", "y", "width", "height")
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     fig, ax = plt.subplots(4, 4, figsize=(8, 8), tight_layout=True)
@@ -285,7 +285,7 @@ def results_figure(frames: dict, panels: tuple[str, ...] = RESULTS_PANELS):
     import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = agg_pyplot()
     fig, ax = plt.subplots(2, len(panels) // 2, figsize=(1.2 * len(panels), 6), tight_layout=True)
     ax = ax.ravel()
     for label, data in frames.items():
@@ -337,7 +337,7 @@ def plot_results(file: str | Path = "path/to/results.csv", dir: str | Path = "")
     fig = results_figure(frames, panels)
     out = files[0].parent / "results.png"
     fig.savefig(out, dpi=200)
-    _pyplot().close(fig)
+    agg_pyplot().close(fig)
     return out
 
 
@@ -348,7 +348,7 @@ def plot_val_study(file: str | Path = "study.csv", save: str | Path | None = Non
     file = Path(file)
     data = pd.read_csv(file)
     data.columns = [str(col).strip() for col in data.columns]
-    plt = _pyplot()
+    plt = agg_pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 4), tight_layout=True)
     maps = sorted((c for c in data.columns if c.startswith("mAP")), key=lambda c: "95" not in c)  # 50-95 first
     for col in maps:  # mAP50-95 and mAP50; segmentation's of boxes (B) and masks (M)
@@ -375,7 +375,7 @@ def feature_visualization(x: torch.Tensor, module_type: str, stage: int, n: int 
     _, channels, height, width = x.shape
     if height <= 1 or width <= 1:
         return None
-    plt = _pyplot()
+    plt = agg_pyplot()
     f = Path(save_dir) / f"stage{stage}_{module_type.split('.')[-1]}_features.png"
     maps = x[0].detach().cpu().float()
     n = min(n, channels)

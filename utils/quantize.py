@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from utils.dataloaders import create_dataloader
 from utils.general import LOGGER, TQDM_BAR_FORMAT, check_dataset, colorstr
+from utils.sigstack import keep_signal_stack
 
 # node types that end the walk back from the outputs: everything between them and the outputs is the Detect decode
 _LAYER_TYPES = ("Convolution", "GroupConvolution", "MatMul", "Parameter")
@@ -151,7 +152,9 @@ def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bo
     level = nncf_logger.level
     nncf_logger.setLevel(logging.WARNING)  # it logs one INFO line per node it leaves in float
     try:
-        return nncf.quantize(ov_model, nncf.Dataset(images), preset=presets[preset],
-                             target_device=nncf.TargetDevice.CPU, subset_size=len(images), ignored_scope=ignored)
+        with keep_signal_stack():  # NNCF compiles models on the CPU plugin: see utils/sigstack.py
+            return nncf.quantize(ov_model, nncf.Dataset(images), preset=presets[preset],
+                                 target_device=nncf.TargetDevice.CPU, subset_size=len(images),
+                                 ignored_scope=ignored)
     finally:
         nncf_logger.setLevel(level)

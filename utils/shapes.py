@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.general import LOGGER
+from utils import LOGGER
 
 NAMES = ("circle", "square", "triangle", "star", "hexagon", "cross")
 HUES = (0, 60, 120, 30, 150, 90)  # OpenCV hue (0-180): red, green, blue, yellow, magenta, cyan; 30 apart or more

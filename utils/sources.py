@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import io
 import math
 import os
 import threading
@@ -13,13 +14,13 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from utils import IMG_FORMATS, VID_FORMATS
 from utils.augmentations import letterbox
-from utils.dataset_check import imread
+from utils.dataset_check import MAX_IMAGE_PIXELS, ImageError, header_size, imread, opencv_reason
 from utils.general import LOGGER, clean_str
 
-IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
-VID_FORMATS = ("asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+MAX_URL_BYTES = 64 << 20  # an image fetched from a URL is read into memory up to this size, and refused beyond it
 OPEN_TIMEOUT_MS = 5000  # a stream that does not answer within this is reported, never waited on forever
 
 
@@ -127,19 +128,16 @@ class LoadImages:
     def _read_image(self, path: str) -> np.ndarray | None:
         """A BGR image from a file or URL; a broken one is reported and skipped (None) unless it is the only one."""
         try:
-            im0 = load_image_url(path) if is_url(path) else imread(path)
-        except FileNotFoundError:  # not an image OpenCV or Pillow can read
-            im0 = None
-        except (ConnectionError, ValueError):
+            return load_image_url(path) if is_url(path) else imread(path)
+        except ImageError as e:  # not an image, or one that must not be decoded: this file's problem only
+            if self.nf == 1:
+                raise
+            LOGGER.warning(f"WARNING skipping {e}")
+        except ConnectionError:
             if self.nf == 1:
                 raise
             LOGGER.warning(f"WARNING skipping {path}: it could not be fetched")
-            return None
-        if im0 is None:
-            if self.nf == 1:
-                raise ValueError(f"{path}: OpenCV could not read it as an image")
-            LOGGER.warning(f"WARNING skipping {path}: OpenCV could not read it as an image")
-        return im0
+        return None
 
     def _read_frame(self, path: str):
         """The next frame (honouring vid_stride) of the current video, or None after moving to the next file."""
@@ -202,20 +200,26 @@ class LoadStreams:
         self.mode = "stream"
         self.img_size, self.stride, self.auto, self.transforms = img_size, stride, auto, transforms
         self.vid_stride = max(int(vid_stride), 1)
-        n = len(sources)
-        self.sources = [clean_str(x) for x in sources]
+        opened = []
+        for s in sources:
+            try:
+                opened.append((s, *self._open(str(s), timeout_ms)))
+            except (ConnectionError, ImageError) as e:
+                if len(sources) == 1:
+                    raise
+                LOGGER.warning(f"WARNING skipping stream {e}")
+        if not opened:
+            raise ConnectionError(f"none of the {len(sources)} streams gave a frame: {', '.join(map(str, sources))}")
+        n = len(opened)
+        self.sources = [clean_str(s) for s, _, _ in opened]
         self.imgs, self.fps, self.frames, self.threads = [None] * n, [0.0] * n, [0] * n, [None] * n
-        self.caps = []
-        for i, s in enumerate(sources):
-            cap = open_capture(str(s), timeout_ms)
-            self.caps.append(cap)
+        self.caps = [cap for _, cap, _ in opened]
+        for i, (s, cap, frame) in enumerate(opened):
             w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             fps = cap.get(cv2.CAP_PROP_FPS)
             self.frames[i] = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) or math.inf  # live streams never end
             self.fps[i] = max((fps if math.isfinite(fps) else 0) % 100, 0) or 30
-            ok, self.imgs[i] = cap.read()
-            if not ok:
-                raise ConnectionError(f"{s}: opened but returned no frame within {timeout_ms / 1000:g} s")
+            self.imgs[i] = frame
             self.threads[i] = threading.Thread(target=self.update, args=(i, cap, s), daemon=True)
             LOGGER.info(f"{i + 1}/{n}: {s}... Success ({self.frames[i]} frames {w}x{h} at {self.fps[i]:.2f} FPS)")
             self.threads[i].start()
@@ -224,6 +228,25 @@ class LoadStreams:
         self.auto = auto and self.rect
         if not self.rect:
             LOGGER.warning("WARNING Stream shapes differ. For optimal performance supply similarly-shaped streams.")
+
+    @staticmethod
+    def _open(source: str, timeout_ms: int) -> tuple[cv2.VideoCapture, np.ndarray]:
+        """An opened capture and its first frame; ConnectionError or ImageError naming the source otherwise."""
+        cap = open_capture(source, timeout_ms)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if w * h > MAX_IMAGE_PIXELS:  # checked before the first frame is decoded
+            cap.release()
+            raise ImageError(source, f"its frames are {w}x{h} = {w * h:,} pixels, over the limit of "
+                                     f"{MAX_IMAGE_PIXELS:,}; not decoded")
+        try:
+            ok, frame = cap.read()
+        except cv2.error as e:
+            cap.release()
+            raise ImageError(source, f"OpenCV could not decode its first frame ({opencv_reason(e)})") from None
+        if not ok:
+            cap.release()
+            raise ConnectionError(f"{source}: opened but returned no frame within {timeout_ms / 1000:g} s")
+        return cap, frame
 
     def update(self, i: int, cap: cv2.VideoCapture, stream: str) -> None:
         """Keep the newest frame of stream i (reading every vid_stride-th), until it ends."""
@@ -269,11 +292,17 @@ def load_image_url(url: str, timeout: float = 10.0) -> np.ndarray:
 
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
-            data = np.frombuffer(r.read(), dtype=np.uint8)
+            data = r.read(MAX_URL_BYTES + 1)
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise ConnectionError(f"Could not fetch {url}: {reason} (offline or unreachable?)") from None
-    im = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if len(data) > MAX_URL_BYTES:
+        raise ImageError(url, f"the response is larger than {MAX_URL_BYTES >> 20} MB; not read further")
+    header_size(io.BytesIO(data), name=url)
+    try:
+        im = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise ImageError(url, f"OpenCV refused to decode it ({opencv_reason(e)})") from None
     if im is None:
-        raise ValueError(f"{url}: the response is not an image OpenCV can decode")
+        raise ImageError(url, "the response is not an image OpenCV can decode")
     return im

@@ -15,9 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from utils.general import LOGGER
+from utils import LOCAL_RANK, LOGGER
 
-LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameter numbers (malloc.h)
 MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit systems
 

@@ -13,6 +13,7 @@ from models.formats.onnx import layer_to_onnx
 from models.formats.registry import ExportContext, ExportFormat, Runner, register
 from utils.classify_data import calibration_images
 from utils.general import LOGGER, colorstr, yaml_load, yaml_save
+from utils.sigstack import keep_signal_stack
 
 
 def _openvino():
@@ -99,7 +100,8 @@ class OpenVINORunner(Runner):
         # OpenVINO's CPU plugin runs bf16 by default where the CPU has it (AVX512-BF16/AMX): boxes then move by ~1 px
         # from PyTorch's; ask for f32 so every format gives the same detections, and for bf16 only with --half
         config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
-        self.ov_compiled = core.compile_model(ov_model, "AUTO" if device.type != "cpu" else "CPU", config)
+        with keep_signal_stack():  # the CPU plugin swaps this thread's signal stack: see utils/sigstack.py
+            self.ov_compiled = core.compile_model(ov_model, "AUTO" if device.type != "cpu" else "CPU", config)
         self.ov_request = self.ov_compiled.create_infer_request()
         meta_file = xml.with_suffix(".yaml")  # export.py writes stride and names beside the model
         self.meta = self.ov_meta = yaml_load(meta_file) if meta_file.exists() else {}

@@ -7,6 +7,7 @@ models/backends.py only ever loop over the entries, so a new format is one modul
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,10 @@ class ExportFormat:
         """Where an export of `weights` is written, named as YOLOv5 names it (yolov5s.onnx, yolov5s_openvino_model/)."""
         w = Path(weights)
         return w.with_suffix(self.suffix) if self.suffix.startswith(".") else w.parent / f"{w.stem}{self.suffix}"
+
+    def missing(self) -> list[str]:
+        """Its required packages that are not installed (found without importing them)."""
+        return [p for p in self.requirements if importlib.util.find_spec(p) is None]
 
     def matches(self, name: str) -> int:
         """Length of the longest of its endings that `name` ends with (0: none), so _edgetpu.tflite beats .tflite."""
