@@ -1,4 +1,4 @@
-"""Export a YOLOv5 PyTorch model to TorchScript, ONNX or OpenVINO, and check each export against PyTorch.
+"""Export a YOLOv5 PyTorch model to TorchScript, ONNX, OpenVINO, TFLite, MNN or ncnn; check each against PyTorch.
 
 Formats (models/formats/ registers one entry per format; YOLOv5's others answer "not supported"):
     Format        --include      Model
@@ -6,6 +6,9 @@ Formats (models/formats/ registers one entry per format; YOLOv5's others answer 
     TorchScript   torchscript    yolov5s.torchscript
     ONNX          onnx           yolov5s.onnx
     OpenVINO      openvino       yolov5s_openvino_model/
+    TFLite        tflite         yolov5s.tflite            (litert-torch: pip install -r requirements-export.txt)
+    MNN           mnn            yolov5s.mnn
+    ncnn          ncnn           yolov5s_ncnn_model/
 
 Usage:
     python export.py --weights yolov5s.pt --include torchscript onnx openvino

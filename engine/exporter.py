@@ -72,11 +72,18 @@ def check_export(f: Path, y_pt: torch.Tensor | tuple, im: torch.Tensor, dnn: boo
     return diff
 
 
+def _copy_lists(args: tuple) -> tuple:
+    """args with each list replaced by a copy, so a layer that edits its input list leaves the saved one intact."""
+    return tuple(list(a) if isinstance(a, list) else a for a in args)
+
+
 def unexportable_layer(model: torch.nn.Module, im: torch.Tensor, check_layer: Callable, opset: int = 17) -> str | None:
     """'layer i (type): error' for the first layer of model that check_layer (a format's one-layer export) refuses."""
     layers = list(getattr(model, "model", []))
     inputs = {}
-    hooks = [m.register_forward_pre_hook(lambda _, args, i=i: inputs.setdefault(i, args)) for i, m in enumerate(layers)]
+    # a copy of each list input (Detect replaces its entries in place), and None so the hook never replaces args
+    hooks = [m.register_forward_pre_hook(lambda _, args, i=i: inputs.setdefault(i, _copy_lists(args)) and None)
+             for i, m in enumerate(layers)]
     try:
         with torch.no_grad():
             model(im)
@@ -250,7 +257,7 @@ class Exporter:
         """Say which layer cannot be exported (checked alone, layer by layer), or the error itself."""
         # a format converted from one that already failed here fails on the same layer: check with that one
         check = format_of(fmt.source).check_layer if fmt.source in self.failed else fmt.check_layer
-        where = ctx.unexportable(check) if check else None
+        where = ctx.unexportable(check) if check and not isinstance(e, ImportError) else None  # a missing package
         LOGGER.error(f"{fmt.name} export of {self.file} failed: " + (f"{where}; this block cannot be exported to "
                      f"{fmt.name}" if where else f"{type(e).__name__}: {e}"))
         self.failed.append(fmt.argument)

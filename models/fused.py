@@ -147,7 +147,8 @@ class DetectFused(Detect):
             torch.sigmoid(x[i], out=y)
             xy, wh = y[..., :2], y[..., 2:4]
             xy.copy_((xy * 2 + self.grid[i]) * self.stride[i])
-            wh.copy_((wh * 2) ** 2 * self.anchor_grid[i])
+            wh2 = wh * 2
+            wh.copy_(wh2 * wh2 * self.anchor_grid[i])  # a product, not ** 2: LiteRT has no legal pow (same values)
             j += self.na * ny * nx
         return (out,) if self.export else (out, x)
 

@@ -109,7 +109,8 @@ class Detect(nn.Module):
                     self.grid[i], self.anchor_grid[i] = self._make_grid(nx, ny, i)
                 xy, wh, conf = y.split((2, 2, self.no - 4), 4)  # conf: objectness, classes and any extra outputs
                 xy = (xy * 2 + self.grid[i]) * self.stride[i]
-                wh = (wh * 2) ** 2 * self.anchor_grid[i]
+                wh = wh * 2
+                wh = wh * wh * self.anchor_grid[i]  # a product, not ** 2: LiteRT has no legal pow op (same values)
                 z.append(torch.cat((xy, wh, conf), 4).view(bs, self.na * nx * ny, self.no))
         if self.training:
             return x

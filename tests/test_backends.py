@@ -52,7 +52,7 @@ def test_onnx_backend_reads_metadata_and_rejects_wrong_shape(weights):
 
 def test_unsupported_unknown_and_missing_weights(tmp_path):
     for name, err, msg in (("m.engine", NotImplementedError, "TensorRT models are not supported"),
-                           ("m.tflite", NotImplementedError, "TensorFlow Lite models are not supported"),
+                           ("m.pb", NotImplementedError, "TensorFlow GraphDef models are not supported"),
                            ("m.xyz", ValueError, "unknown model format"),
                            ("m.onnx", FileNotFoundError, "weights not found")):
         with pytest.raises(err, match=msg):

@@ -170,9 +170,9 @@ def test_export_log_reports_checks_sizes_and_times(exported):
 
 def test_unsupported_formats_answer_clearly(weights, caplog):
     with caplog.at_level(logging.ERROR, logger="yolov5"):
-        assert export.run(weights=weights, include=["engine", "tflite"]) == []
+        assert export.run(weights=weights, include=["engine", "pb"]) == []
     assert "TensorRT export (--include engine) is not supported" in caplog.text
-    assert "TensorFlow Lite export (--include tflite) is not supported" in caplog.text
+    assert "TensorFlow GraphDef export (--include pb) is not supported" in caplog.text
     with pytest.raises(SystemExit):
         export.parse_opt(["--include", "onnx", "nonsense"])
 
@@ -218,7 +218,7 @@ def test_v7_tensorflow_tensorrt_flags_accepted_and_reported_once(weights, tmp_pa
     assert cli_lines[0] == (
         "WARNING TensorFlow options --keras --nms --agnostic-nms --topk-per-class 5 --topk-all 7 --iou-thres 0.5 "
         "--conf-thres 0.3 and TensorRT option --workspace 8 ignored: this project exports only torchscript, onnx, "
-        "openvino")
+        "openvino, tflite, mnn, ncnn")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="yolov5"):  # at their defaults the flags say nothing
         export.run(weights=w, imgsz=(64, 64), include=["torchscript"], workspace=4, conf_thres=0.25)

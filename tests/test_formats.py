@@ -152,14 +152,14 @@ def test_registry_lookups():
 
 def test_registering_a_v7_format_keeps_its_row(weights):
     rows = [f.argument for f in export_formats()]
-    old = format_of("tflite")
+    old = format_of("pb")
     try:
-        register(ExportFormat("TensorFlow Lite", "tflite", ".tflite", "tflite", export=export_toy, load=ToyRunner))
+        register(ExportFormat("TensorFlow GraphDef", "pb", ".pb", "pb", export=export_toy, load=ToyRunner))
         assert [f.argument for f in export_formats()] == rows
-        assert format_of("tflite").supported and format_of("tflite").export is export_toy
+        assert format_of("pb").supported and format_of("pb").export is export_toy
     finally:
         register(old)
-    assert not format_of("tflite").supported
+    assert not format_of("pb").supported
 
 
 def test_unsupported_format_says_what_it_needs(tmp_path):

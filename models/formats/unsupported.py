@@ -4,7 +4,7 @@ same argument, and the row keeps its place."""
 
 from __future__ import annotations
 
-from models.formats.registry import ExportFormat, register
+from models.formats.registry import ExportFormat, format_of, register
 
 # (name, --include argument, suffix, DetectMultiBackend flag, what it needs), in v7.0's order
 V7_ONLY = (
@@ -19,4 +19,7 @@ V7_ONLY = (
 )
 
 for name, argument, suffix, key, needs in V7_ONLY:
-    register(ExportFormat(name, argument, suffix, key, needs=needs))
+    try:
+        format_of(argument)  # a module that builds this format registered it already (import order is free)
+    except KeyError:
+        register(ExportFormat(name, argument, suffix, key, needs=needs))
