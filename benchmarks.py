@@ -22,11 +22,10 @@ from pathlib import Path
 import torch
 
 from engine.exporter import Exporter, file_size
+from engine.tasks.detect_val import DetectionValidator, val_args
 from models.backends import DetectMultiBackend
 from models.formats import ExportFormat, export_formats
-from utils.callbacks import Callbacks
 from utils.general import LOGGER, ROOT, print_args, set_logging
-from utils.validator import DetectionValidator
 
 
 class ErrorLog(logging.Handler):
@@ -59,11 +58,8 @@ def export_file(weights: Path, fmt: ExportFormat, imgsz: int, batch_size: int, d
 
 def validate(w: Path, data: str, imgsz: int, batch_size: int, device: str, half: bool, save_dir: Path) -> tuple:
     """val.py's detection validation of w: (mAP50-95, inference ms per image)."""
-    args = dict(data=data, weights=str(w), batch_size=batch_size, imgsz=imgsz, conf_thres=0.001, iou_thres=0.6,
-                max_det=300, task="val", device=device, workers=0, single_cls=False, augment=False, verbose=False,
-                save_txt=False, save_hybrid=False, save_conf=False, save_json=False, project=save_dir,
-                name=w.name, exist_ok=True, half=half, dnn=False, model=None, dataloader=None, save_dir=Path(""),
-                plots=False, callbacks=Callbacks(), compute_loss=None)
+    args = val_args(data, weights=str(w), batch_size=batch_size, imgsz=imgsz, device=device, workers=0,
+                    project=save_dir, name=w.name, exist_ok=True, half=half, plots=False)
     results, _, times = DetectionValidator(args)(DetectMultiBackend)
     return results[3], times[1]
 
