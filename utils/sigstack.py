@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 _AT_MINSIGSTKSZ = 51  # getauxval key: the kernel's minimum signal frame for this CPU's register state
 _SIGSTKSZ = 8192  # glibc's classic SIGSTKSZ, added on top of the frame as OpenVINO and glibc do
@@ -35,7 +36,9 @@ class StackT(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
 
+@cache
 def _libc() -> ctypes.CDLL:
+    """The C library, loaded once (every wrapped compile asks for it)."""
     return ctypes.CDLL(None, use_errno=True)
 
 
