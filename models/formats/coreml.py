@@ -78,13 +78,13 @@ def _coremltools():
     return ct
 
 
-def _program(model: torch.nn.Module, im: torch.Tensor, ct_version: str):
+def program_to_convert(model: torch.nn.Module, im: torch.Tensor, ct_version: str, numpy_version: str = np.__version__):
     """What coremltools converts: torch.export's program, or the traced model where torch.export cannot take it and
-    the TorchScript frontend works with the installed versions."""
+    the TorchScript frontend works with these versions; CoreMLToolsConflict naming them where it does not."""
     try:
         return torch.export.export(model, (im,)).run_decompositions({})
     except Exception as e:  # a model torch.export refuses (Python control flow on values): trace it instead
-        conflict = torchscript_conflict(ct_version, np.__version__)
+        conflict = torchscript_conflict(ct_version, numpy_version)
         if conflict:
             raise CoreMLToolsConflict(f"torch.export could not export this model ({type(e).__name__}: "
                                       f"{str(e).strip().splitlines()[0]}), and {conflict}") from e
@@ -109,7 +109,7 @@ def export_coreml(model: torch.nn.Module, im: torch.Tensor, file: Path, metadata
     with torch.no_grad():
         y = model(im)
     n_outputs = len(y) if isinstance(y, (list, tuple)) else 1
-    program = _program(model, im, ct.__version__)
+    program = program_to_convert(model, im, ct.__version__)
     ml = ct.convert(program, inputs=[ct.ImageType(name="image", shape=tuple(im.shape), scale=1 / 255, bias=[0, 0, 0])],
                     outputs=[ct.TensorType(name=f"output{i}") for i in range(n_outputs)], convert_to="mlprogram",
                     compute_precision=ct.precision.FLOAT16 if half else ct.precision.FLOAT32)
