@@ -180,3 +180,10 @@ def test_damaged_package_fails_naming_it(packages, tmp_path):
         with pytest.raises(ValueError, match=words) as e:
             DetectMultiBackend(damaged)
         assert damaged.name in str(e.value)
+
+
+def test_metadata_not_written_by_export_is_refused():
+    meta = coreml_metadata("a.mlpackage", {"stride": "32", "names": "{0: 'circle'}", "imgsz": "[64, 64]"})
+    assert meta["stride"] == 32 and meta["names"] == {0: "circle"} and meta["imgsz"] == [64, 64]
+    with pytest.raises(ValueError, match=r"b\.mlpackage: user-defined metadata not as export\.py writes it"):
+        coreml_metadata("b.mlpackage", {"names": "__import__('os').system('true')"})

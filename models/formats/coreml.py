@@ -156,17 +156,21 @@ def check_mlpackage(p: Path) -> Path:
     return spec
 
 
-def coreml_metadata(w: str | Path) -> dict:
-    """stride, names, task, imgsz and half from an export's user-defined metadata (read from its spec: any OS)."""
-    ct = _coremltools()
-    user = dict(ct.models.MLModel(str(w), skip_model_load=True).user_defined_metadata)
+def coreml_metadata(w: str | Path, user: dict | None = None) -> dict:
+    """stride, names, task, imgsz and half from an export's user-defined metadata (`user`, else read from the
+    package's spec, which works on any OS)."""
+    if user is None:
+        user = _coremltools().models.MLModel(str(w), skip_model_load=True).user_defined_metadata
     meta = dict(user)
-    if "stride" in user:
-        meta["stride"] = int(user["stride"])
-    if "names" in user:
-        meta["names"] = ast.literal_eval(user["names"])  # a dict literal; literal_eval never runs code
-    if "imgsz" in user:
-        meta["imgsz"] = json.loads(user["imgsz"])
+    try:
+        if "stride" in meta:
+            meta["stride"] = int(meta["stride"])
+        if "names" in meta:
+            meta["names"] = ast.literal_eval(meta["names"])  # a dict literal; literal_eval never runs code
+        if "imgsz" in meta:
+            meta["imgsz"] = json.loads(meta["imgsz"])
+    except (ValueError, SyntaxError) as e:
+        raise ValueError(f"{w}: user-defined metadata not as export.py writes it ({e})") from None
     return meta
 
 
@@ -184,7 +188,7 @@ class CoreMLRunner(Runner):
         ct = _coremltools()
         LOGGER.info(f"Loading {w} for CoreML inference...")
         self.model = ct.models.MLModel(w)
-        self.meta = coreml_metadata(w)
+        self.meta = coreml_metadata(w, self.model.user_defined_metadata)
         self.input = self.model.get_spec().description.input[0].name
         imgsz = self.meta.get("imgsz")
         self.shape = [1, 3, *imgsz] if imgsz else None
