@@ -68,7 +68,7 @@ def _coremltools():
     try:
         import coremltools as ct
     except ImportError as e:
-        raise ImportError(f"CoreML export needs coremltools (about 27 MB installed): pip install "
+        raise ImportError(f"CoreML export needs coremltools (about 28 MB installed): pip install "
                           f"'coremltools>={COREMLTOOLS_MIN}'") from e
     finally:
         quiet.setLevel(level)
