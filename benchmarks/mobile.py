@@ -21,6 +21,7 @@ from models.yolo import DetectionModel
 from utils.general import LOGGER
 
 MOBILE = ("ncnn", "mnn", "tflite")  # the runtimes a nano model ships on, as export.py --include names them
+MODELS = ("yolov5n.yaml", "yolov5n-csppc.yaml")  # the baseline first, CSPPC second: the ratio is second / first
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from benchmarks.mobile import exported, random_checkpoint, time_files  # noqa: E402
+from benchmarks.mobile import MODELS, exported, random_checkpoint, time_files  # noqa: E402
 from benchmarks.timing import loadavg, passive_wait  # noqa: E402
 from models.formats import format_of  # noqa: E402
 from utils.general import LOGGER, set_logging  # noqa: E402
-
-MODELS = ("yolov5n.yaml", "yolov5n-csppc.yaml")  # the baseline first, CSPPC second: the ratio is second / first
 
 
 def run(weights: tuple[str, ...] = (), formats: tuple[str, ...] = ("pt", "onnx", "openvino", "ncnn", "mnn", "tflite"),
