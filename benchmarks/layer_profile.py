@@ -1,8 +1,9 @@
 """Per-op times of one model in each runtime, each op tied to the YOLOv5 layer it belongs to (aggregated by block type
 in benchmarks/profile_layers.py).
 
-Every profiler returns one Profile: the ops in execution order as Op(layer, path, kind, ms), each ms the mean over the
-profiled passes, and `whole`, the mean wall time of those same passes. What the ops do not cover (the runtime's own
+Each runtime has a Profiler; profile_interleaved runs the models' profiled passes round by round and returns a Profile
+per model: the ops in execution order as Op(layer, path, kind, ms), each ms the mean over the profiled passes, and
+`whole`, the mean wall time of those same passes. What the ops do not cover (the runtime's own
 work between ops, the profiler's overhead) is whole - sum(ops). Where a runtime names its ops after the ONNX export's
 nodes (ONNX Runtime, OpenVINO, MNN), "/model.<i>/<path>" gives the layer; PyTorch times the modules themselves;
 ncnn, whose layers lose the module names, finds each YOLOv5 layer's output blob by its values.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +53,36 @@ def _mean_ops(passes: list[list[tuple]], whole: list[float]) -> Profile:
     return Profile(ops, 1000 * sum(whole) / len(whole))
 
 
+class Profiler(ABC):
+    """One model in one runtime. step() runs one profiled pass and returns (its ops or None, its wall seconds);
+    plain() runs one pass with the profiler off; passes() turns the recorded steps into ops (a runtime that hands
+    its profile over only at the end, ONNX Runtime, fills them in there)."""
+
+    @abstractmethod
+    def step(self) -> tuple[list[tuple] | None, float]:
+        """One profiled pass."""
+
+    @abstractmethod
+    def plain(self) -> None:
+        """One pass without the profiler."""
+
+    def passes(self, recorded: list, warmup: int) -> list[list[tuple]]:
+        """The profiled passes after the warm-up ones, as (layer, path, kind, seconds) lists."""
+        return recorded[warmup:]
+
+
+def profile_interleaved(profilers: list[Profiler], runs: int, warmup: int) -> list[Profile]:
+    """Every model's profile, the models' passes interleaved round by round so that drifts in the machine's load hit
+    them alike."""
+    recorded, whole = [[] for _ in profilers], [[] for _ in profilers]
+    for _ in range(warmup + runs):
+        for j, p in enumerate(profilers):
+            ops, seconds = p.step()
+            recorded[j].append(ops)
+            whole[j].append(seconds)
+    return [_mean_ops(p.passes(rec, warmup), w[warmup:]) for p, rec, w in zip(profilers, recorded, whole)]
+
+
 def onnx_layer(name: str, previous: int | None) -> tuple[int | None, str]:
     """(layer, path) of an op named after an ONNX node; an op the runtime inserted (a layout reorder) has no layer
     in its name and is counted in the layer that ran before it."""
@@ -87,149 +119,210 @@ def _timed_modules(model: torch.nn.Module) -> list[tuple[int, str, torch.nn.Modu
     return out
 
 
-@torch.no_grad()
-def pytorch_profile(model: torch.nn.Module, im: torch.Tensor, runs: int, warmup: int) -> Profile:
-    """Per-module times of a PyTorch model: each timed module's pre- and post-forward hooks read the clock. A module
-    shared between layers (YOLOv5's one SiLU instance) counts only while the layer it is listed under runs."""
-    timed = _timed_modules(model)
-    clock: dict[int, float] = {}
-    spent: dict[int, float] = {}
-    running = [-1]  # the layer now running
+class PyTorchProfiler(Profiler):
+    """Per-module times: each timed module's pre- and post-forward hooks read the clock. A module shared between
+    layers (YOLOv5's one SiLU instance) counts only while the layer it is listed under runs."""
 
-    def start(k: int, i: int, top: bool) -> None:
+    def __init__(self, model: torch.nn.Module, im: torch.Tensor):
+        self.model, self.im, self.timed = model, im, _timed_modules(model)
+        self.clock: dict[int, float] = {}
+        self.spent: dict[int, float] = {}
+        self.running = -1  # the layer now running
+
+    def _start(self, k: int, i: int, top: bool) -> None:
         if top:
-            running[0] = i
-        if running[0] == i:
-            clock[k] = time.perf_counter()
+            self.running = i
+        if self.running == i:
+            self.clock[k] = time.perf_counter()
 
-    def stop(k: int, i: int) -> None:
-        if running[0] == i and k in clock:
-            spent[k] = spent.get(k, 0.0) + time.perf_counter() - clock.pop(k)
+    def _stop(self, k: int, i: int) -> None:
+        if self.running == i and k in self.clock:
+            self.spent[k] = self.spent.get(k, 0.0) + time.perf_counter() - self.clock.pop(k)
 
-    hooks = []
-    for k, (i, path, m) in enumerate(timed):
-        hooks.append(m.register_forward_pre_hook(lambda *_, k=k, i=i, top=not path: start(k, i, top)))
-        hooks.append(m.register_forward_hook(lambda *_, k=k, i=i: stop(k, i)))
-    passes, whole = [], []
-    try:
-        for r in range(warmup + runs):
-            spent.clear()
+    @torch.no_grad()
+    def step(self) -> tuple[list[tuple], float]:
+        """One pass with the hooks on; they are removed after it, so plain() runs without them."""
+        hooks = []
+        for k, (i, path, m) in enumerate(self.timed):
+            hooks.append(m.register_forward_pre_hook(lambda *_, k=k, i=i, top=not path: self._start(k, i, top)))
+            hooks.append(m.register_forward_hook(lambda *_, k=k, i=i: self._stop(k, i)))
+        self.spent.clear()
+        try:
             t = time.perf_counter()
-            model(im)
-            if r >= warmup:
-                whole.append(time.perf_counter() - t)
-                passes.append(_pytorch_ops(timed, spent))
-    finally:
-        for h in hooks:
-            h.remove()
-    return _mean_ops(passes, whole)
+            self.model(self.im)
+            seconds = time.perf_counter() - t
+        finally:
+            for h in hooks:
+                h.remove()
+        return self._ops(), seconds
+
+    @torch.no_grad()
+    def plain(self) -> None:
+        """One forward pass."""
+        self.model(self.im)
+
+    def _ops(self) -> list[tuple]:
+        """The pass's ops: leaf timings as they are, a layer's own time less its timed children's (its glue: the
+        split/concat of a CSP block)."""
+        ops, children = [], {}
+        for k, (i, path, m) in enumerate(self.timed):
+            if path:
+                ops.append((i, path, type(m).__name__, self.spent.get(k, 0.0)))
+                children[i] = children.get(i, 0.0) + self.spent.get(k, 0.0)
+        for k, (i, path, m) in enumerate(self.timed):
+            if not path:
+                kind = "Concat" if i in children else _layer_type(m)  # a CSP block's own code: chunk/slice and cat
+                ops.append((i, "", kind, self.spent.get(k, 0.0) - children.get(i, 0.0)))
+        return ops
 
 
-def _pytorch_ops(timed: list[tuple[int, str, torch.nn.Module]], spent: dict[int, float]) -> list[tuple]:
-    """One pass's ops: leaf timings as they are, a layer's own time less its timed children's (its glue: the
-    split/concat of a CSP block)."""
-    ops, children = [], {}
-    for k, (i, path, m) in enumerate(timed):
-        if path:
-            ops.append((i, path, type(m).__name__, spent.get(k, 0.0)))
-            children[i] = children.get(i, 0.0) + spent.get(k, 0.0)
-    for k, (i, path, m) in enumerate(timed):
-        if not path:
-            kind = "Concat" if i in children else _layer_type(m)  # a CSP block's own code: chunk/slice and cat
-            ops.append((i, "", kind, spent.get(k, 0.0) - children.get(i, 0.0)))
-    return ops
+def _timed(call) -> float:
+    """Wall seconds of one call."""
+    t = time.perf_counter()
+    call()
+    return time.perf_counter() - t
 
 
 # ---------------------------------------------------------------- ONNX Runtime: its profiler's JSON, node by node
-def onnxruntime_profile(onnx_file: Path, im: np.ndarray, threads: int, runs: int, warmup: int) -> Profile:
-    """Per-node kernel times from ONNX Runtime's profiler (enable_profiling), the passes' wall times beside them."""
-    import onnxruntime
+class OnnxRuntimeProfiler(Profiler):
+    """Per-node kernel times from ONNX Runtime's profiler (enable_profiling); plain() runs a second session alike
+    without it. Both sessions are set up as benchmarks/timing.ort_session sets one up."""
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as benchmarks/timing.ort_session
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(onnx_file).with_suffix("")) + "_ortprofile"
-    session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: im}
-    whole = []
-    for _ in range(warmup + runs):
-        t = time.perf_counter()
-        session.run(None, feed)
-        whole.append(time.perf_counter() - t)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    runs_seen = [e for e in events if e.get("name") == "model_run"]
-    start = runs_seen[warmup]["ts"] if len(runs_seen) > warmup else 0  # the warm-up passes' nodes are dropped
-    nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start]
-    passes = _split_passes([(e["name"][: -len("_kernel_time")], e["args"].get("op_name", ""), e["dur"] / 1e6)
-                            for e in nodes], runs)
-    return _mean_ops(passes, whole[warmup:])
+    def __init__(self, onnx_file: Path, im: np.ndarray, threads: int):
+        from benchmarks.timing import ort_session
+
+        self.profiled = ort_session(onnx_file, threads, profile_prefix=str(Path(onnx_file).with_suffix("")) + "_ort")
+        self.session = ort_session(onnx_file, threads)
+        self.feed = {self.session.get_inputs()[0].name: im}
+
+    def step(self) -> tuple[None, float]:
+        """One profiled run; its nodes are read from the JSON at the end."""
+        return None, _timed(lambda: self.profiled.run(None, self.feed))
+
+    def plain(self) -> None:
+        """One run of the session without profiler."""
+        self.session.run(None, self.feed)
+
+    def passes(self, recorded: list, warmup: int) -> list[list[tuple]]:
+        """The nodes of each model_run after the warm-up ones, from the profiler's JSON."""
+        events = json.loads(Path(self.profiled.end_profiling()).read_text())
+        spans = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run"][warmup:]
+        nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+        return [_tie([(e["name"][: -len("_kernel_time")], e["args"].get("op_name", ""), e["dur"] / 1e6)
+                      for e in nodes if a <= e["ts"] <= b]) for a, b in spans]
 
 
-def _split_passes(named: list[tuple[str, str, float]], runs: int) -> list[list[tuple]]:
-    """A flat list of (name, kind, seconds) over `runs` passes, cut into passes and tied to layers."""
-    n = len(named) // runs
-    passes = []
-    for r in range(runs):
-        ops, layer = [], None
-        for name, kind, s in named[r * n : (r + 1) * n]:
-            layer, path = onnx_layer(name, layer)
-            ops.append((layer, path, kind, s))
-        passes.append(ops)
-    return passes
+def _tie(named: list[tuple[str, str, float]]) -> list[tuple]:
+    """(name, kind, seconds) of one pass tied to layers: (layer, path, kind, seconds)."""
+    ops, layer = [], None
+    for name, kind, s in named:
+        layer, path = onnx_layer(name, layer)
+        ops.append((layer, path, kind, s))
+    return ops
 
 
 # ---------------------------------------------------------------- OpenVINO: PERF_COUNT, get_profiling_info
-def openvino_profile(onnx_file: Path, im: np.ndarray, threads: int, runs: int, warmup: int) -> Profile:
-    """Per-layer times of the CPU plugin (PERF_COUNT), in FP32 as DetectMultiBackend runs an FP32 export."""
-    import openvino as ov
+class OpenVINOProfiler(Profiler):
+    """Per-layer times of the CPU plugin (PERF_COUNT) in FP32, as DetectMultiBackend runs an FP32 export;
+    plain() runs the same model compiled without PERF_COUNT."""
 
-    from utils.sigstack import keep_signal_stack
+    def __init__(self, onnx_file: Path, im: np.ndarray, threads: int):
+        import openvino as ov
 
-    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True, "ENABLE_CPU_PINNING": False}
-    with keep_signal_stack():  # see utils/sigstack.py
-        compiled = ov.Core().compile_model(ov.convert_model(str(onnx_file)), "CPU", config)
-    request = compiled.create_infer_request()
-    passes, whole = [], []
-    for r in range(warmup + runs):
-        t = time.perf_counter()
-        request.infer({0: im})
-        if r >= warmup:
-            whole.append(time.perf_counter() - t)
-            info = [p for p in request.get_profiling_info() if str(p.status).endswith("EXECUTED")]
-            passes += _split_passes([(p.node_name, p.node_type, p.real_time.total_seconds()) for p in info], 1)
-    return _mean_ops(passes, whole)
+        from utils.sigstack import keep_signal_stack
+
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
+        with keep_signal_stack():  # see utils/sigstack.py
+            core, model = ov.Core(), ov.convert_model(str(onnx_file))
+            self.profiled = core.compile_model(model, "CPU", {**config, "PERF_COUNT": True}).create_infer_request()
+            self.request = core.compile_model(model, "CPU", config).create_infer_request()
+        self.im = im
+
+    def step(self) -> tuple[list[tuple], float]:
+        """One profiled inference and its executed layers."""
+        seconds = _timed(lambda: self.profiled.infer({0: self.im}))
+        info = [p for p in self.profiled.get_profiling_info() if str(p.status).endswith("EXECUTED")]
+        return _tie([(p.node_name, p.node_type, p.real_time.total_seconds()) for p in info]), seconds
+
+    def plain(self) -> None:
+        """One inference without PERF_COUNT."""
+        self.request.infer({0: self.im})
 
 
 # ---------------------------------------------------------------- MNN: runSessionWithCallBackInfo, op by op
-def mnn_profile(mnn_file: Path, im: np.ndarray, threads: int, runs: int, warmup: int) -> Profile:
+class MNNProfiler(Profiler):
     """Per-op times of MNN's session API: the clock read in the callbacks before and after every op."""
-    import MNN
 
-    interpreter = MNN.Interpreter(str(mnn_file))
-    session = interpreter.createSession({"numThread": threads, "precision": "high"})
-    x = MNN.Tensor(im.shape, MNN.Halide_Type_Float, np.ascontiguousarray(im), MNN.Tensor_DimensionType_Caffe)
-    log: list[list] = []
+    def __init__(self, mnn_file: Path, im: np.ndarray, threads: int):
+        import MNN
 
-    def begin(_, info) -> bool:
-        log.append([info.getName(), info.getType(), time.perf_counter()])
+        self.interpreter = MNN.Interpreter(str(mnn_file))
+        self.session = self.interpreter.createSession({"numThread": threads, "precision": "high"})
+        self.x = MNN.Tensor(im.shape, MNN.Halide_Type_Float, np.ascontiguousarray(im), MNN.Tensor_DimensionType_Caffe)
+        self.log: list[list] = []
+
+    def _begin(self, _, info) -> bool:
+        self.log.append([info.getName(), info.getType(), time.perf_counter()])
         return True
 
-    def end(_, info) -> bool:
-        log[-1][2] = time.perf_counter() - log[-1][2]
+    def _end(self, _, info) -> bool:
+        self.log[-1][2] = time.perf_counter() - self.log[-1][2]
         return True
 
-    passes, whole = [], []
-    for r in range(warmup + runs):
-        log.clear()
+    def step(self) -> tuple[list[tuple], float]:
+        """One run with the callbacks."""
+        self.log.clear()
+        seconds = _timed(lambda: self._run(lambda: self.interpreter.runSessionWithCallBackInfo(
+            self.session, self._begin, self._end)))
+        return _tie([tuple(e) for e in self.log]), seconds
+
+    def plain(self) -> None:
+        """One run without callbacks."""
+        self._run(lambda: self.interpreter.runSession(self.session))
+
+    def _run(self, call) -> None:
+        """Copy the input in, then run."""
+        self.interpreter.getSessionInput(self.session).copyFrom(self.x)
+        call()
+
+
+# ---------------------------------------------------------------- ncnn: one extractor, layer by layer
+class NcnnProfiler(Profiler):
+    """Per-layer times of ncnn: in one extractor every layer's first output is extracted in file order, so each
+    extract computes exactly that layer (its inputs are already there), in the packed layout ncnn keeps (type 1).
+    plain() extracts only the outputs, as NcnnRunner does. owner: each layer's YOLOv5 layer (ncnn_layer_of);
+    convs: PyTorch's convolutions in order (conv_calls), which give ncnn's convolutions their module paths back."""
+
+    def __init__(self, param: Path, im: np.ndarray, threads: int, owner: list[int | None],
+                 convs: list[tuple[int, str, float]]):
+        import ncnn
+
+        self.layers, self.net = ncnn_layers(param), _ncnn_net(param, threads)
+        self.owner, self.paths = owner, _ncnn_paths(self.layers, owner, convs)
+        self.mat = ncnn.Mat(np.ascontiguousarray(im[0])).clone()
+        self.input, self.outputs = self.net.input_names()[0], self.net.output_names()
+
+    def step(self) -> tuple[list[tuple], float]:
+        """One pass, layer by layer."""
+        ops = []
         t = time.perf_counter()
-        interpreter.getSessionInput(session).copyFrom(x)
-        interpreter.runSessionWithCallBackInfo(session, begin, end)
-        if r >= warmup:
-            whole.append(time.perf_counter() - t)
-            passes += _split_passes([tuple(e) for e in log], 1)
-    return _mean_ops(passes, whole)
+        with self.net.create_extractor() as ex:
+            ex.input(self.input, self.mat)
+            for layer, i, path in zip(self.layers, self.owner, self.paths):
+                if layer["type"] == "Input":
+                    continue
+                s = time.perf_counter()
+                ex.extract(layer["tops"][0], 1)  # the result is dropped at once: a held blob would be copied by an
+                ops.append((i, path, layer["type"], time.perf_counter() - s))  # in-place layer after it
+        return ops, time.perf_counter() - t
+
+    def plain(self) -> None:
+        """The outputs only."""
+        with self.net.create_extractor() as ex:
+            ex.input(self.input, self.mat)
+            for name in self.outputs:
+                ex.extract(name)
 
 
 # ---------------------------------------------------------------- ncnn: one extractor, layer by layer
@@ -284,33 +377,6 @@ def ncnn_layer_of(param: Path, im: np.ndarray, outputs: list[torch.Tensor], thre
         LOGGER.warning(f"WARNING {param}: no ncnn blob holds layer {i}'s output; its layers and all after it are "
                        f"counted in layer {i}")
     return owner
-
-
-def ncnn_profile(param: Path, im: np.ndarray, threads: int, runs: int, warmup: int, owner: list[int | None],
-                 convs: list[tuple[int, str, float]]) -> Profile:
-    """Per-layer times of ncnn: in one extractor every layer's first output is extracted in file order, so each
-    extract computes exactly that layer (its inputs are already there), in the packed layout ncnn keeps (type 1)."""
-    import ncnn
-
-    layers, net = ncnn_layers(param), _ncnn_net(param, threads)
-    paths = _ncnn_paths(layers, owner, convs)
-    mat = ncnn.Mat(np.ascontiguousarray(im[0])).clone()
-    passes, whole = [], []
-    for r in range(warmup + runs):
-        ops = []
-        t = time.perf_counter()
-        with net.create_extractor() as ex:
-            ex.input(net.input_names()[0], mat)
-            for layer, i, path in zip(layers, owner, paths):
-                if layer["type"] == "Input":
-                    continue
-                s = time.perf_counter()
-                ex.extract(layer["tops"][0], 1)  # the result is dropped at once: a held blob would be copied by an
-                ops.append((i, path, layer["type"], time.perf_counter() - s))  # in-place layer
-        if r >= warmup:
-            whole.append(time.perf_counter() - t)
-            passes.append(ops)
-    return _mean_ops(passes, whole)
 
 
 def _ncnn_paths(layers: list[dict], owner: list[int | None], convs: list[tuple[int, str, float]]) -> list[str]:

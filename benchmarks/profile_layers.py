@@ -8,8 +8,8 @@ Usage:
 Each runtime's own profiler times every op (benchmarks/layer_profile.py says how, per runtime); the ops are tied to
 the YOLOv5 layer they come from and summed by block type. "between ops" is what the profiled pass spent outside the
 timed ops (the runtime's scheduling and the profiler's own cost), so the rows of a column add up to its profiled
-pass. The last row is each model's latency without a profiler, through DetectMultiBackend, interleaved
-(benchmarks/runtimes.py's figure), and its ratio.
+pass. The models' profiled passes are interleaved, as their latency without the profiler in the last row is (the same
+session settings, profiler off; benchmarks/runtimes.py times them through DetectMultiBackend instead).
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 from benchmarks import layer_profile as lp  # noqa: E402
-from benchmarks.mobile import MODELS, exported, random_checkpoint, time_files  # noqa: E402
-from benchmarks.timing import loadavg, passive_wait  # noqa: E402
+from benchmarks.mobile import MODELS, exported, random_checkpoint  # noqa: E402
+from benchmarks.timing import loadavg, passive_wait, time_interleaved  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from utils.general import LOGGER, set_logging  # noqa: E402
 
 RUNTIMES = {"pytorch": "PyTorch (forward hooks per module)", "onnxruntime": "ONNX Runtime (enable_profiling, per node)",
             "openvino": "OpenVINO FP32 (PERF_COUNT, per layer)", "ncnn": "ncnn (one extract per layer)",
             "mnn": "MNN (runSessionWithCallBackInfo, per op)"}
-FORMAT = {"pytorch": "pt", "onnxruntime": "onnx", "openvino": "openvino", "ncnn": "ncnn", "mnn": "mnn"}
+SOURCE = {"onnxruntime": "onnx", "openvino": "onnx", "ncnn": "ncnn", "mnn": "mnn"}  # the export each reads
 CSP, INNER, SPLIT = "C3/CSPPC 1x1 convs", "C3/CSPPC inner blocks (Bottleneck / PConv)", "C3/CSPPC split/concat"
 CATEGORIES = ["Conv", CSP, INNER, SPLIT, "SPPF", "Upsample + Concat", "Detect", "layout reorders", "other ops"]
 MOVEMENT = {"Concat", "Slice", "Split", "Crop", "Raster", "Gather"}  # ops that only move channels
@@ -72,24 +72,38 @@ def gflops_by_category(convs: list[tuple[int, str, float]], blocks: list[str]) -
     return out
 
 
-def profile_model(runtime: str, weights: Path, source: Path, imgsz: int, threads: int, runs: int,
-                  warmup: int) -> dict:
-    """One model in one runtime (source: the file it reads; OpenVINO's is the ONNX export): its rows and its
-    convolutions' GFLOPs per row."""
-    model = attempt_load(str(weights), device=torch.device("cpu"), inplace=True, fuse=True).eval()
-    blocks, im = lp.block_types(model), torch.rand(1, 3, imgsz, imgsz)
-    convs = lp.conv_calls(model, im)
+def profiler(runtime: str, model: torch.nn.Module, im: torch.Tensor, source: Path | None, threads: int,
+             convs: list[tuple[int, str, float]]) -> lp.Profiler:
+    """The runtime's profiler of one model; source is the export it reads (ONNX for ONNX Runtime and OpenVINO)."""
     x = im.numpy()
     if runtime == "pytorch":
-        profile = lp.pytorch_profile(model, im, runs, warmup)
-    elif runtime == "ncnn":
+        return lp.PyTorchProfiler(model, im)
+    if runtime == "ncnn":
         param = next(source.glob("*.param"))
-        owner = lp.ncnn_layer_of(param, x, layer_outputs(model, im), threads)
-        profile = lp.ncnn_profile(param, x, threads, runs, warmup, owner, convs)
-    else:
-        profiler = {"onnxruntime": lp.onnxruntime_profile, "openvino": lp.openvino_profile, "mnn": lp.mnn_profile}
-        profile = profiler[runtime](source, x, threads, runs, warmup)
-    return {"rows": by_category(profile, blocks), "gflops": gflops_by_category(convs, blocks)}
+        return lp.NcnnProfiler(param, x, threads, lp.ncnn_layer_of(param, x, layer_outputs(model, im), threads), convs)
+    return {"onnxruntime": lp.OnnxRuntimeProfiler, "openvino": lp.OpenVINOProfiler, "mnn": lp.MNNProfiler}[runtime](
+        source, x, threads)
+
+
+def profile_runtime(runtime: str, files: list[Path], imgsz: int, threads: int, runs: int, warmup: int) -> list[dict]:
+    """Both models in one runtime, interleaved: each one's rows, GFLOPs per row and latency without profiler; []
+    when an export fails."""
+    sources = [None if runtime == "pytorch" else exported(f, SOURCE[runtime], imgsz) for f in files]
+    if runtime != "pytorch" and None in sources:
+        LOGGER.warning(f"WARNING {RUNTIMES[runtime]}: export failed (see above), not profiled")
+        return []
+    im = torch.rand(1, 3, imgsz, imgsz)
+    models = [attempt_load(str(f), device=torch.device("cpu"), inplace=True, fuse=True).eval() for f in files]
+    convs = [lp.conv_calls(m, im) for m in models]
+    profilers = [profiler(runtime, m, im, s, threads, c) for m, s, c in zip(models, sources, convs)]
+    profiles = lp.profile_interleaved(profilers, runs, warmup)
+    latency = time_interleaved(dict(enumerate(p.plain for p in profilers)), runs, warmup)
+    out = []
+    for j, (m, profile, c) in enumerate(zip(models, profiles, convs)):
+        blocks = lp.block_types(m)
+        out.append({"rows": by_category(profile, blocks), "gflops": gflops_by_category(c, blocks),
+                    "latency": latency[j]})
+    return out
 
 
 @torch.no_grad()
@@ -113,16 +127,10 @@ def run(weights: tuple[str, ...] = (), runtimes: tuple[str, ...] = tuple(RUNTIME
     files = [Path(w) for w in weights] or [random_checkpoint(cfg, tmp) for cfg in MODELS]
     results = {}
     for runtime in runtimes:
-        exports = [exported(f, FORMAT[runtime], imgsz) for f in files]
-        sources = [exported(f, "onnx", imgsz) for f in files] if runtime == "openvino" else exports
-        if None in exports + sources:
-            LOGGER.warning(f"WARNING {RUNTIMES[runtime]}: export failed (see above), not profiled")
-            continue
-        models = [profile_model(runtime, f, s, imgsz, threads, runs, warmup) for f, s in zip(files, sources)]
-        for m, ms in zip(models, time_files(exports, torch.rand(1, 3, imgsz, imgsz), runs, warmup)):
-            m["latency"] = ms
-        results[runtime] = models
-        LOGGER.info(table(runtime, models, [f.stem for f in files], loadavg()))
+        models = profile_runtime(runtime, files, imgsz, threads, runs, warmup)
+        if models:
+            results[runtime] = models
+            LOGGER.info(table(runtime, models, [f.stem for f in files], loadavg()))
     LOGGER.info(f"{imgsz} px, batch 1, {threads} threads, mean of {runs} profiled passes after {warmup}; "
                 f"OMP_WAIT_POLICY=PASSIVE: {passive_wait()}")
     return results
