@@ -2,8 +2,8 @@
 in benchmarks/profile_layers.py).
 
 Each runtime has a Profiler; profile_interleaved runs the models' profiled passes round by round and returns a Profile
-per model: the ops in execution order as Op(layer, path, kind, ms), each ms the mean over the profiled passes, and
-`whole`, the mean wall time of those same passes. What the ops do not cover (the runtime's own
+per model: the ops in execution order as Op(layer, path, kind, ms), each ms the mean over the faster half of the
+profiled passes, and `whole`, the mean wall time of those same passes. What the ops do not cover (the runtime's own
 work between ops, the profiler's overhead) is whole - sum(ops). Where a runtime names its ops after the ONNX export's
 nodes (ONNX Runtime, OpenVINO, MNN), "/model.<i>/<path>" gives the layer; PyTorch times the modules themselves;
 ncnn, whose layers lose the module names, finds each YOLOv5 layer's output blob by its values.
@@ -47,10 +47,14 @@ class Profile:
 
 
 def _mean_ops(passes: list[list[tuple]], whole: list[float]) -> Profile:
-    """Ops (layer, path, kind, seconds) of several passes averaged op by op (every pass runs the same ops in order)."""
-    n = min(len(p) for p in passes)
-    ops = [Op(*passes[0][i][:3], 1000 * sum(p[i][3] for p in passes) / len(passes)) for i in range(n)]
-    return Profile(ops, 1000 * sum(whole) / len(whole))
+    """Ops (layer, path, kind, seconds) averaged op by op over the faster half of the passes (by wall time), and
+    those passes' mean wall time. Every pass runs the same ops in order. On a machine shared with other jobs their
+    load spikes land in the slower passes; a mean over whole passes keeps the rows adding up to the pass."""
+    cut = sorted(whole)[(len(whole) - 1) // 2]  # the median pass and all faster ones
+    kept = [(p, w) for p, w in zip(passes, whole) if w <= cut]
+    n = min(len(p) for p, _ in kept)
+    ops = [Op(*kept[0][0][i][:3], 1000 * sum(p[i][3] for p, _ in kept) / len(kept)) for i in range(n)]
+    return Profile(ops, 1000 * sum(w for _, w in kept) / len(kept))
 
 
 class Profiler(ABC):

@@ -131,8 +131,9 @@ def run(weights: tuple[str, ...] = (), runtimes: tuple[str, ...] = tuple(RUNTIME
         if models:
             results[runtime] = models
             LOGGER.info(table(runtime, models, [f.stem for f in files], loadavg()))
-    LOGGER.info(f"{imgsz} px, batch 1, {threads} threads, mean of {runs} profiled passes after {warmup}; "
-                f"OMP_WAIT_POLICY=PASSIVE: {passive_wait()}")
+    LOGGER.info(f"{imgsz} px, batch 1, {threads} threads; ms: mean of the faster half of {runs} profiled passes "
+                f"after {warmup} (latency: median of {runs}), models interleaved; OMP_WAIT_POLICY=PASSIVE: "
+                f"{passive_wait()}")
     return results
 
 
@@ -160,7 +161,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES), help="runtimes to profile")
     add("--imgsz", type=int, default=640, help="square input size")
     add("--threads", type=int, default=2, help="threads of every runtime")
-    add("--runs", type=int, default=10, help="profiled passes (their mean is shown)")
+    add("--runs", type=int, default=10, help="profiled passes (the mean of the faster half is shown)")
     add("--warmup", type=int, default=3, help="passes run first, not counted")
     add("--folder", default=None, help="where the checkpoints and exports go (default: a temporary folder)")
     opt = parser.parse_args(argv)
