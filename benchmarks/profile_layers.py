@@ -150,7 +150,15 @@ def table(runtime: str, models: list[dict], labels: list[str], load: float) -> s
         lines.append(f"{k:<44} {g} {x:12.2f} {y:18.2f} {y - x:8.2f}")
     x, y = a["latency"], b["latency"]
     lines.append(f"{'latency without profiler (ratio ' + f'{y / x:.2f})':<60} {x:12.2f} {y:18.2f} {y - x:8.2f}")
+    lines.append(f"profiled ratio {b['rows']['profiled pass'] / a['rows']['profiled pass']:.2f}; "
+                 f"floor {floor(a['rows'], b['rows']):.2f} (the profiled ratio if the second model's inner blocks "
+                 f"and split/concat took no time)")
     return "\n".join(lines)
+
+
+def floor(a: dict[str, float], b: dict[str, float]) -> float:
+    """The profiled ratio b / a were b's CSP inner blocks and channel moves free: what no inner block can beat."""
+    return (b["profiled pass"] - b[INNER] - b[SPLIT]) / a["profiled pass"]
 
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:

@@ -90,6 +90,18 @@ def test_gflops_rows(results):
     assert ga[pl.SPLIT] == gb[pl.SPLIT] == 0.0  # no convolution moves channels
 
 
+def test_floor_and_table():
+    """The floor removes the second model's inner blocks and channel moves from its pass; the table shows it."""
+    a = {**dict.fromkeys(pl.CATEGORIES, 0.0), "between ops": 0.0, "profiled pass": 100.0}
+    b = {**a, pl.INNER: 10.0, pl.SPLIT: 5.0, "profiled pass": 80.0}
+    assert pl.floor(a, b) == pytest.approx(0.65)
+    models = [{"rows": a, "gflops": dict.fromkeys(pl.CATEGORIES, 1.0), "latency": 50.0},
+              {"rows": b, "gflops": dict.fromkeys(pl.CATEGORIES, 0.5), "latency": 40.0}]
+    text = pl.table("ncnn", models, ["yolov5n", "yolov5n-csppc"], 1.5)
+    assert "ncnn (one extract per layer), load 1.5" in text
+    assert "latency without profiler (ratio 0.80)" in text and "profiled ratio 0.80; floor 0.65" in text
+
+
 @pytest.mark.skipif("ncnn" not in AVAILABLE, reason="needs ncnn and pnnx")
 def test_ncnn_layers_matched_by_value(checkpoints):
     """Each YOLOv5 layer gets exactly the ncnn convolutions PyTorch runs in it, so the values found every layer's
