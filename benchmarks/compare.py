@@ -3,8 +3,9 @@
 For each model: parameters and GFLOPs of the trained and the fused (inference) form, latency of the fused model in
 PyTorch and in ONNX Runtime (median of --runs timed passes after --warmup, models interleaved round by round so that
 drifts in machine load hit all of them alike), the peak memory each runtime adds to a fresh process, and mAP50 and
-mAP50-95 from val.py when --weights and --data are given. Writes compare.md (the table and the machine it ran on),
-compare.csv and compare.png to runs/compare/exp<N>.
+mAP50-95 from val.py when --weights and --data are given, and the latency of each model exported to ncnn, MNN and
+LiteRT (benchmarks/mobile.py; INT8 columns where the export registry quantizes a format). Writes compare.md (the
+table and the machine it ran on), compare.csv and compare.png to runs/compare/exp<N>.
 
 Usage:
     python benchmarks/compare.py --cfg yolov5n.yaml yolov5n-csppc.yaml
