@@ -179,8 +179,12 @@ class Exporter:
         if not self.file.is_file():
             raise FileNotFoundError(f"weights not found: {self.file}")
         self.device = select_device(self.device)
-        if self.half and self.device.type == "cpu":
-            raise ValueError("--half exports need a GPU (--device 0); FP16 convolutions are not run on CPU")
+        gpu_only = [f.argument for f in todo if not f.cpu_half]
+        if self.half and self.device.type == "cpu" and gpu_only:
+            cpu = ", ".join(f.argument for f in export_formats() if f.cpu_half)
+            raise ValueError(f"--half {' '.join(gpu_only)} needs a GPU (--device 0): these formats are traced from an "
+                             f"FP16 PyTorch model, whose convolutions are not run on CPU; on CPU --half exports "
+                             f"only {cpu}, which write FP16 weights themselves")
         if self.half and self.options["dynamic"]:
             raise ValueError("--half and --dynamic cannot be combined")
         if self.options["optimize"] and self.device.type != "cpu":
@@ -210,7 +214,7 @@ class Exporter:
         with torch.no_grad():
             for _ in range(2):
                 y = model(im)  # dry runs build the Detect grids, so tracing records constants, not their creation
-        if self.half:
+        if self.half and self.device.type != "cpu":  # on CPU the formats make FP16 from the FP32 model themselves
             im, model = im.half(), model.half()
             with torch.no_grad():
                 y = model(im)

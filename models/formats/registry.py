@@ -67,6 +67,7 @@ class ExportFormat:
     gpu: bool = False  # runs on CUDA (and then in FP16 with --half)
     bf16: bool = False  # runs in bf16 on CPUs that have it (--half on CPU)
     int8: bool = False  # export.py --int8 quantizes it
+    cpu_half: bool = False  # writes FP16 weights itself from the FP32 model: --half needs no GPU
 
     @property
     def supported(self) -> bool:
