@@ -80,7 +80,7 @@ def export_tflite(model: torch.nn.Module, im: torch.Tensor, file: Path, metadata
     data = litert_torch.convert(standard_layout(model), (im.float().contiguous(),)).model_content()
     f.write_bytes(fp16_weights(data) if half else data)
     with zipfile.ZipFile(f, "a", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("meta.txt", json.dumps({**metadata, "shape": list(im.shape), "half": half}))
+        z.writestr("meta.txt", json.dumps({**metadata, "shape": list(im.shape), "half": bool(half)}))
     return f
 
 
