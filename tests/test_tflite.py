@@ -77,7 +77,8 @@ def test_same_shape_convolutions_keep_their_own_weights():
 def test_half_on_cpu_writes_fp16_weights_close_to_pytorch(tmp_path):
     _needs_litert()
     weights = make_checkpoint(tmp_path / "tiny.pt")
-    fp32, fp16 = (export.run(weights=weights, imgsz=(IMGSZ, IMGSZ), include=["tflite"], half=h)[0] for h in (False, True))
+    fp32, fp16 = (export.run(weights=weights, imgsz=(IMGSZ, IMGSZ), include=["tflite"], half=h)[0]
+                  for h in (False, True))
     assert fp16 == str(tflite_path(weights, half=True)) and fp16.endswith("tiny-fp16.tflite")
     with zipfile.ZipFile(fp16) as z:
         assert json.loads(z.read("meta.txt"))["half"] is True
