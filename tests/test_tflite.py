@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import zipfile
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import yaml
 
 import export
 from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
 from models.formats.tflite import standard_layout, tflite_path
-from tests.fixtures.inference import make_checkpoint, shapes_image
+from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
+from utils.shapes import generate_shapes_dataset
 
 IMGSZ = 64
 
@@ -117,3 +120,20 @@ def test_openvino_half_on_cpu_compresses_to_fp16(tmp_path):
     y_pt, y = DetectMultiBackend(weights)(_image())[0], DetectMultiBackend(f16)(_image())
     y = y[0] if isinstance(y, (list, tuple)) else y
     assert float((torch.as_tensor(y) - y_pt).abs().max()) <= 1e-2 * float(y_pt.abs().max())
+
+
+def test_accuracy_benchmark_validates_pytorch_and_both_exports(tmp_path, caplog):
+    _needs_litert()
+    from benchmarks import tflite_accuracy
+
+    weights = make_checkpoint(tmp_path / "tiny.pt")
+    root = generate_shapes_dataset(tmp_path / "shapes", train=1, val=4, imgsz=IMGSZ, seed=1)
+    tiny_data = tmp_path / "shapes.yaml"
+    tiny_data.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
+                                         "names": NAMES}))
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        (row,) = tflite_accuracy.run(weights=(str(weights),), data=str(tiny_data), imgsz=IMGSZ,
+                                     project=str(tmp_path / "v"))
+    assert {"PyTorch", "FP32", "FP16"} <= set(row) and all(0 <= row[k] <= 1 for k in ("PyTorch", "FP32", "FP16"))
+    assert (tmp_path / "tiny.tflite").is_file() and (tmp_path / "tiny-fp16.tflite").is_file()
+    assert "LiteRT mAP50-95 at 64 px" in caplog.text and f"{row['FP32'] - row['PyTorch']:+8.4f}" in caplog.text
