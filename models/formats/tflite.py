@@ -144,4 +144,4 @@ class TFLiteRunner(Runner):
 # replaces unsupported.py's TensorFlow Lite row (in v7.0's place), or keeps that module from adding it
 TFLITE = register(ExportFormat("TensorFlow Lite", "tflite", ".tflite", "tflite", export=_export, load=TFLiteRunner,
                                requirements=("litert_torch", "ai_edge_litert"), check_layer=_check_layer,
-                               cpu_half=True))
+                               half_on_cpu=True))
