@@ -179,10 +179,12 @@ class Exporter:
         if not self.file.is_file():
             raise FileNotFoundError(f"weights not found: {self.file}")
         self.device = select_device(self.device)
-        if self.half and self.device.type == "cpu" and not all(f.half_on_cpu for f in todo):
-            on_cpu = " or ".join(f.argument for f in export_formats() if f.half_on_cpu)
-            raise ValueError(f"--half exports need a GPU (--device 0); FP16 convolutions are not run on CPU (--include "
-                             f"{on_cpu} alone writes FP16 from CPU)")
+        gpu_only = [f.argument for f in todo if not f.half_on_cpu]
+        if self.half and self.device.type == "cpu" and gpu_only:
+            on_cpu = " ".join(f.argument for f in export_formats() if f.half_on_cpu)
+            raise ValueError(f"--half exports of {' '.join(gpu_only)} need a GPU (--device 0): they are traced from an "
+                             f"FP16 PyTorch model, whose convolutions are not run on CPU; --include {on_cpu} write "
+                             f"FP16 from CPU themselves")
         if self.half and self.options["dynamic"]:
             raise ValueError("--half and --dynamic cannot be combined")
         if self.options["optimize"] and self.device.type != "cpu":

@@ -180,7 +180,7 @@ def test_unsupported_formats_answer_clearly(weights, caplog):
 def test_bad_requests_raise_specific_errors(weights, tmp_path):
     with pytest.raises(FileNotFoundError, match="weights not found"):
         export.run(weights=tmp_path / "missing.pt", include=["onnx"])
-    with pytest.raises(ValueError, match="--half exports need a GPU"):
+    with pytest.raises(ValueError, match="--half exports of onnx need a GPU"):
         export.run(weights=weights, include=["onnx"], half=True, device="cpu")
 
 
