@@ -134,7 +134,8 @@ def test_v7_logger_flags_parse_and_only_bucket_is_reported(tmp_path, caplog):
     assert (defaults.entity, defaults.upload_dataset, defaults.bbox_interval, defaults.artifact_alias) == (
         None, False, -1, "latest")
     parsed = train.parse_opt(argv=flags)
-    assert (parsed.entity, parsed.upload_dataset, parsed.bbox_interval, parsed.artifact_alias) == ("team", True, 5, "v3")
+    assert (parsed.entity, parsed.upload_dataset, parsed.bbox_interval, parsed.artifact_alias) == (
+        "team", True, 5, "v3")
     assert train.parse_opt(argv=["--upload_dataset", "val"]).upload_dataset == "val"
     assert list(train.INACTIVE) == ["bucket"]
     missing = str(tmp_path / "missing.yaml")  # main() stops at the data check, after the options are reported

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils.dataloaders import _gather_images  # the loaders' own listing: the same images training reads
+from utils.dataloaders import gather_images  # the loaders' own listing: the images training reads
 from utils.dataset_check import img2label_paths
 from utils.general import check_dataset
 
@@ -16,7 +16,7 @@ def dataset_artifacts(wandb, data: str, splits: tuple[str, ...]) -> list:
     arts = []
     for split in splits:
         art = wandb.Artifact(f"{Path(data).stem}_{split}", type="dataset", metadata={"nc": d["nc"]})
-        images = _gather_images(d[split])
+        images = gather_images(d[split])
         for f in images + [x for x in img2label_paths(images) if Path(x).is_file()]:
             art.add_file(f, name=relative(Path(f), root, split))
         arts.append(art)
