@@ -69,8 +69,10 @@ class ExperimentLogger:
     def fail(self, e: BaseException) -> None:
         """Warn once, naming the tracker and the reason, and switch the tracker off (closing it if it can)."""
         self.active = False
+        reason = " ".join(str(e).split())  # one line, however long the tracker's message
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
         LOGGER.warning(f"WARNING {self.name} logging failed and is off for the rest of this run: "
-                       f"{type(e).__name__}: {e}")
+                       f"{type(e).__name__}: {reason}")
         try:
             self.close()
         except Exception:  # the tracker is already broken: its close may fail the same way, and that adds nothing

@@ -108,10 +108,11 @@ class WandbLogger(ExperimentLogger):
             for art in dataset_artifacts(self.wandb, self.opt.data, ("val",) if up == "val" else ("train", "val")):
                 self.run.log_artifact(art, aliases=sorted({"latest", alias}))
 
-    def on_val_image_end(self, pred, predn, path, names: dict, im) -> None:
+    def on_val_image_end(self, pred, predn, path, names, im) -> None:
         """Every --bbox_interval epochs, up to 16 validation images with their predicted boxes."""
         if self.epoch < 0 or (self.epoch + 1) % self.bbox_interval or len(self.boxes) >= MAX_BOX_IMAGES:
             return
+        names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else names
         box_data = [{"position": {"minX": x0, "minY": y0, "maxX": x1, "maxY": y1}, "class_id": int(c),
                      "box_caption": f"{names[int(c)]} {conf:.3f}", "scores": {"class_score": conf}, "domain": "pixel"}
                     for x0, y0, x1, y1, conf, c in pred[:, :6].tolist()]
