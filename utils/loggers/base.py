@@ -50,10 +50,20 @@ class ExperimentLogger:
         except (ImportError, ValueError):
             return False
 
+    @staticmethod
+    def offline() -> bool:
+        """Whether the environment asks for the tracker's offline mode (which needs no configuration)."""
+        return False
+
+    @staticmethod
+    def configured() -> bool:
+        """Whether the tracker has what it needs to reach its server (credentials, a tracking URI)."""
+        return True
+
     @classmethod
     def on(cls, opt: argparse.Namespace) -> bool:
-        """Whether this tracker runs for opt: installed, and configured as the tracker itself asks."""
-        return cls.installed()
+        """Whether this tracker runs for opt: installed, and offline or configured."""
+        return cls.installed() and (cls.offline() or cls.configured())
 
     @classmethod
     def create(cls, save_dir: Path, opt: argparse.Namespace, hyp: dict | None, keys: tuple[str, ...]):

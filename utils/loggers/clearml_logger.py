@@ -27,11 +27,8 @@ class ClearMLLogger(ExperimentLogger):
 
     name = "ClearML"
     package = "clearml"
-
-    @classmethod
-    def on(cls, opt) -> bool:
-        """Installed, and configured or offline."""
-        return cls.installed() and (clearml_offline() or clearml_configured())
+    offline = staticmethod(clearml_offline)
+    configured = staticmethod(clearml_configured)
 
     def start(self) -> None:
         """Task.init without framework hooks (this logger reports what the run folder gets, nothing more)."""

@@ -27,11 +27,8 @@ class CometLogger(ExperimentLogger):
 
     name = "Comet"
     package = "comet_ml"
-
-    @classmethod
-    def on(cls, opt) -> bool:
-        """Installed, and configured or offline."""
-        return cls.installed() and (comet_offline() or comet_configured())
+    offline = staticmethod(comet_offline)
+    configured = staticmethod(comet_configured)
 
     def start(self) -> None:
         """An Experiment (offline: OfflineExperiment writing to <run folder>/comet) named after --name."""

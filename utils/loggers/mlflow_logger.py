@@ -34,10 +34,10 @@ class MLflowLogger(ExperimentLogger):
     name = "MLflow"
     package = "mlflow"
 
-    @classmethod
-    def on(cls, opt) -> bool:
-        """Installed and MLFLOW_TRACKING_URI set."""
-        return bool(os.getenv("MLFLOW_TRACKING_URI")) and cls.installed()
+    @staticmethod
+    def configured() -> bool:
+        """MLFLOW_TRACKING_URI is set (a server, or a local file: or sqlite: store)."""
+        return bool(os.getenv("MLFLOW_TRACKING_URI"))
 
     def start(self) -> None:
         """A run in the experiment named after --project (created when missing)."""
