@@ -1,8 +1,10 @@
 """Benchmark: what each experiment tracker adds to a small training run (wall and CPU seconds, and the ratio to a
 run with every tracker off), in its offline mode so nothing leaves the machine.
 
-Every configuration trains the same model on the same generated shapes data; the configurations take turns round
-by round, so load on a shared machine falls on all of them alike. ClearML and Comet are timed only when installed.
+Every configuration trains the same model on the same generated shapes data, each run in a fresh Python process
+(so a tracker's import and its own processes, such as wandb-core, count: CPU seconds are the process tree's); the
+configurations take turns round by round, so load on a shared machine falls on all of them alike. ClearML and
+Comet are timed only when installed.
 
 Usage:
     OMP_WAIT_POLICY=PASSIVE python benchmarks/loggers_overhead.py --epochs 3 --rounds 2
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,19 +50,23 @@ def configs(tmp: Path) -> dict[str, dict[str, str]]:
 
 
 def timed_run(env: dict[str, str], **kwargs) -> tuple[float, float]:
-    """(wall, CPU) seconds of one training run under env; the environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in {**OFF, **env}}
-    os.environ.update({**OFF, **env})
-    try:
-        t, c = time.perf_counter(), time.process_time()
-        run_task(DETECT, **kwargs)
-        return time.perf_counter() - t, time.process_time() - c
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """(wall, CPU) seconds of one training run in a child process under env (CPU: the child's whole tree)."""
+    args = [f"--{k}={v}" for k, v in kwargs.items()]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--train", *args], env={**os.environ, **OFF, **env}, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return time.perf_counter() - t, cpu
+
+
+def train_once(argv: list[str]) -> None:
+    """The child's side of timed_run: one training run with the --key=value options given."""
+    kwargs = dict(a[2:].split("=", 1) for a in argv)
+    for k in ("epochs", "imgsz", "batch_size", "workers"):
+        kwargs[k] = int(kwargs[k])
+    run_task(DETECT, **kwargs)
 
 
 def run(epochs: int = 3, rounds: int = 2, imgsz: int = 64, images: int = 24, cfg: str = "yolov5n.yaml") -> dict:
@@ -96,4 +104,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     set_logging()
-    run(**vars(parse_opt()))
+    if sys.argv[1:2] == ["--train"]:
+        train_once(sys.argv[2:])
+    else:
+        run(**vars(parse_opt()))

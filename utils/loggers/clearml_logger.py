@@ -36,6 +36,11 @@ class ClearMLLogger(ExperimentLogger):
 
         if clearml_offline():
             Task.set_offline(True)
+        # ClearML's development.report_use_subprocess: reporting from a process forked off the training process,
+        # whose other trackers' and loaders' threads can leave locks held in the child; a hang then stops training
+        # at close. Threads in this process instead.
+        if hasattr(Task, "_report_subprocess_enabled"):
+            Task._report_subprocess_enabled = False
         names = run_names(self.opt)
         self.task = None
         self.task = Task.init(project_name=names["project"], task_name=names["name"] or self.save_dir.name,
