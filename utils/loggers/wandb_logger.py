@@ -93,10 +93,13 @@ class WandbLogger(ExperimentLogger):
         self.run.log_artifact(art, aliases=["latest", "best", f"epoch {epoch}"])
 
     def close(self) -> None:
-        """Finish the run (offline: writes what `wandb sync` uploads)."""
+        """Finish the run (offline: writes what `wandb sync` uploads); then, unless another run is active, tear W&B
+        down, so that a later run in this process reads its settings (WANDB_MODE, ...) afresh."""
         if getattr(self, "run", None) is not None:
             self.run.finish()
             self.run = None
+        if getattr(self, "wandb", None) is not None and self.wandb.run is None:
+            self.wandb.teardown()
 
     def on_train_start(self) -> None:
         """--upload_dataset: the train and val images and labels (or only val's) as 'dataset' artifacts."""
