@@ -123,14 +123,9 @@ def export_coreml(model: torch.nn.Module, im: torch.Tensor, file: Path, metadata
     return f
 
 
-def _task(ctx: ExportContext) -> str:
-    """The exported model's task, from what export.py gathered: a classifier, two outputs (masks) or detection."""
-    return "classify" if ctx.options.get("classifier") else "segment" if len(ctx.outputs) == 2 else "detect"
-
-
 def _export(ctx: ExportContext) -> Path:
     """The registry's call: export_coreml on the prepared model, FP16 with --half."""
-    return export_coreml(ctx.model, ctx.im, ctx.file, ctx.metadata, _task(ctx), ctx.options["half"])
+    return export_coreml(ctx.model, ctx.im, ctx.file, ctx.metadata, ctx.task, ctx.options["half"])
 
 
 def check_mlpackage(p: Path) -> Path:

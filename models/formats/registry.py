@@ -47,6 +47,11 @@ class ExportContext:
     compare: Callable[..., float] | None = None  # compare(file, **load_options): max |diff| from PyTorch's outputs
     unexportable: Callable[[str], str | None] | None = None  # unexportable(argument): the layer that fails, or None
 
+    @property
+    def task(self) -> str:
+        """The exported model's task, from what export.py gathered: a classifier, two outputs (masks) or detection."""
+        return "classify" if self.options.get("classifier") else "segment" if len(self.outputs) == 2 else "detect"
+
     def need(self, argument: str) -> Path:
         """The file of another format that this one is converted from, exported now unless this run wrote it."""
         return self.written.get(argument) or format_of(argument).export(self)

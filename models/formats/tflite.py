@@ -1,9 +1,10 @@
 """TensorFlow Lite / LiteRT (<name>.tflite, <name>-fp16.tflite): converted from PyTorch by litert-torch, run by
 ai-edge-litert.
 
-The input stays NCHW float32, as PyTorch's. Stride and names are stored as YOLOv5 v7.0 stores them: meta.txt in a
-zip archive appended to the model, which the interpreter ignores. With --half the convolution weights are stored in
-float16 and dequantized by the graph (v7.0's -fp16.tflite), by ai-edge-quantizer, which comes with litert-torch.
+The input stays NCHW float32, as PyTorch's. Stride and names are stored as YOLOv5 v7.0 stores them, with the task,
+input shape and --half beside them: meta.txt in a zip archive appended to the model, which the interpreter ignores.
+With --half the convolution weights are stored in float16 and dequantized by the graph (v7.0's -fp16.tflite), by
+ai-edge-quantizer, which comes with litert-torch.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def export_tflite(model: torch.nn.Module, im: torch.Tensor, file: Path, metadata
 
 
 def _export(ctx: ExportContext) -> Path:
-    """The registry's call: export_tflite on the prepared model, FP16 weights with --half."""
-    return export_tflite(ctx.model, ctx.im, ctx.file, ctx.metadata, ctx.options["half"])
+    """The registry's call: export_tflite on the prepared model (its task in the metadata), FP16 weights with --half."""
+    return export_tflite(ctx.model, ctx.im, ctx.file, {**ctx.metadata, "task": ctx.task}, ctx.options["half"])
 
 
 def _check_layer(layer: torch.nn.Module, args: tuple, opset: int) -> None:
