@@ -20,9 +20,14 @@ from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
 from models.formats.ncnn import NCNN
 from models.formats.torchscript import TORCHSCRIPT
-from models.yolo import ClassificationModel, DetectionModel
-from tests.conftest import randomize_bn
-from tests.fixtures.inference import NAMES, assert_same_detections, make_checkpoint, read_labels, shapes_image
+from tests.fixtures.inference import (
+    NAMES,
+    assert_same_detections,
+    make_checkpoint,
+    make_classifier,
+    read_labels,
+    shapes_image,
+)
 from utils.shapes import generate_shapes_dataset
 
 IMGSZ = 64
@@ -37,15 +42,6 @@ def _needs(fmt: str) -> None:
     for package in (RUNTIMES[fmt][0], EXTRA.get(fmt, RUNTIMES[fmt][0])):
         if importlib.util.find_spec(package) is None:
             pytest.skip(f"{fmt} needs the '{package}' package (pip install -r requirements-export.txt)")
-
-
-def _classifier(path: Path, cfg: str) -> Path:
-    """A classification checkpoint with trained-like BatchNorm statistics."""
-    torch.manual_seed(0)
-    model = randomize_bn(ClassificationModel(model=DetectionModel(cfg), nc=3)).eval()
-    model.names = dict(NAMES)
-    torch.save({"model": model.half(), "ema": None, "epoch": -1, "optimizer": None}, path)
-    return path
 
 
 # yolov5n-csppc for every runtime: its n=2 CSPPC blocks run two same-shape partial 3x3 convolutions in a row, the case
@@ -68,7 +64,7 @@ def checkpoints(tmp_path_factory):
             seg_cfg = cfg.replace(".yaml", "-seg.yaml") if "csppc" not in cfg else "yolov5n-seg.yaml"
             made[cfg] = {"detect": make_checkpoint(folders["detect"] / "tiny.pt", cfg=cfg),
                          "segment": make_checkpoint(folders["segment"] / "tiny.pt", cfg=seg_cfg),
-                         "classify": _classifier(folders["classify"] / "tiny.pt", cfg)}
+                         "classify": make_classifier(folders["classify"] / "tiny.pt", cfg)}
         return made[cfg]
 
     return build
