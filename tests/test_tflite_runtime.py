@@ -1,0 +1,152 @@
+"""LiteRT models run without the converter: the committed exports of tests/fixtures/tflite (tests/fixtures/tflite/
+make.py) load in DetectMultiBackend with their metadata, match their PyTorch checkpoints, run in every task's predict
+and val scripts, and a damaged file fails naming it. Only ai-edge-litert (requirements.txt) is needed, not litert-torch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import detect
+import val
+from classify import predict as cls_predict
+from classify import val as cls_val
+from models.backends import DetectMultiBackend
+from segment import predict as seg_predict
+from segment import val as seg_val
+from tests.fixtures.inference import NAMES, shapes_image
+from utils.classify_data import generate_shapes_cls
+from utils.shapes import generate_shapes_dataset
+
+pytest.importorskip("ai_edge_litert", reason="LiteRT models need the 'ai-edge-litert' package (requirements.txt)")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tflite"
+# export -> (its checkpoint, task, image size it was exported at, relative tolerance against PyTorch)
+EXPORTS = {"detect.tflite": ("detect.pt", "detect", 96, 1e-3),
+           "detect-fp16.tflite": ("detect.pt", "detect", 96, 1e-2),
+           "segment.tflite": ("segment.pt", "segment", 64, 1e-3),
+           "classify.tflite": ("classify.pt", "classify", 64, 1e-3)}
+
+
+def _image(size: int) -> torch.Tensor:
+    """The shapes image as a BCHW RGB batch of one."""
+    im = shapes_image(size, size)[..., ::-1].transpose(2, 0, 1) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(im)).float()[None]
+
+
+def _outputs(y, task: str) -> list[torch.Tensor]:
+    """The outputs an export has, from a backend's result: (predictions, prototypes) for segmentation, else one."""
+    if task == "segment":
+        return list(y[:2])
+    return [y[0] if isinstance(y, (list, tuple)) else y]
+
+
+def _data_yaml(root: Path, task: str) -> Path:
+    """A data YAML over tiny generated shapes images (boxes, or polygons for segmentation) with the fixtures' names."""
+    imgsz = EXPORTS[f"{task}.tflite"][2]
+    images = generate_shapes_dataset(root / "shapes", train=1, val=4, imgsz=imgsz, seed=1, segments=task == "segment")
+    f = root / "shapes.yaml"
+    f.write_text(yaml.safe_dump({"path": str(images), "train": "images/train", "val": "images/val", "names": NAMES}))
+    return f
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+@torch.no_grad()
+def test_fixture_loads_with_its_metadata_and_matches_pytorch(name):
+    ckpt, task, imgsz, rel = EXPORTS[name]
+    backend = DetectMultiBackend(FIXTURES / name)
+    assert backend.tflite and not backend.pt
+    assert backend.stride == 32 and backend.names == NAMES
+    assert backend.meta["task"] == task and backend.meta["shape"] == [1, 3, imgsz, imgsz]
+    assert backend.meta["half"] == name.endswith("-fp16.tflite")
+    im = _image(imgsz)
+    y, y_pt = _outputs(backend(im), task), _outputs(DetectMultiBackend(FIXTURES / ckpt)(im), task)
+    assert len(y) == len(y_pt)
+    for a, b in zip(y, y_pt):
+        assert a.shape == b.shape
+        assert float((a - b).abs().max()) <= rel * max(float(b.abs().max()), 1.0)
+
+
+def _runs(task: str) -> tuple[tuple[str, str], ...]:
+    """(run name, weights) of the task's PyTorch checkpoint and of its LiteRT export, the order the tests run them."""
+    return ("pt", str(FIXTURES / f"{task}.pt")), ("tflite", str(FIXTURES / f"{task}.tflite"))
+
+
+def _val_options(root: Path, task: str) -> dict:
+    """val.run's options for both runs: task "speed" letterboxes the val split to --imgsz for both, where "val"
+    would pad PyTorch's batches by half a stride (rectangular batches); FP32 PyTorch, not bf16."""
+    return dict(data=str(_data_yaml(root, task)), imgsz=EXPORTS[f"{task}.tflite"][2], batch_size=1,
+                project=str(root), plots=False, half=False, task="speed")
+
+
+def test_detect_and_val_run_on_the_fixture(tmp_path):
+    cv2.imwrite(str(tmp_path / "shapes.jpg"), shapes_image(96, 96, seed=3))
+    labels = {}
+    for name, w in _runs("detect"):
+        save_dir = detect.run(weights=w, source=tmp_path / "shapes.jpg", imgsz=(96, 96), conf_thres=0.3,
+                              project=tmp_path, name=name, save_txt=True, save_conf=True)
+        labels[name] = np.loadtxt(save_dir / "labels" / "shapes.txt", ndmin=2)
+    # rows in NMS's order, by confidence: this tiny model gives image-sized boxes, several of them alike, which
+    # assert_same_detections cannot pair one to one; their confidences lie further apart (9.6e-4 or more) than the
+    # two runtimes differ (under 1e-4, export.py's check), so the order holds
+    assert len(labels["pt"]) > 0 and labels["tflite"].shape == labels["pt"].shape
+    assert np.allclose(labels["tflite"], labels["pt"], atol=1e-3)  # class, normalised xywh, confidence
+    kw = _val_options(tmp_path, "detect")
+    results = {name: val.run(weights=w, name=f"val-{name}", **kw)[0] for name, w in _runs("detect")}
+    assert results["pt"][1] > 0  # some boxes found: the figures compared are not all zero
+    assert np.allclose(results["tflite"][:4], results["pt"][:4], rtol=0, atol=1e-4)  # P, R, mAP50, mAP50-95
+
+
+def test_segment_predict_and_val_run_on_the_fixture(tmp_path):
+    kw = _val_options(tmp_path, "segment")
+    results = {name: seg_val.run(weights=w, name=f"val-{name}", **kw)[0] for name, w in _runs("segment")}
+    assert results["pt"][1] > 0
+    assert np.allclose(results["tflite"][:8], results["pt"][:8], rtol=0, atol=1e-4)  # box, mask P R mAP50 mAP50-95
+    kw = dict(source=str(tmp_path / "shapes" / "images" / "val"), imgsz=(64, 64), conf_thres=0.3, save_txt=True,
+              save_conf=True, project=str(tmp_path))
+    out = {name: seg_predict.run(weights=w, name=name, **kw) for name, w in _runs("segment")}
+    assert len(list(out["tflite"].glob("*.jpg"))) == 4
+    rows = {name: {p.name: [r.split() for r in p.read_text().splitlines()] for p in d.glob("labels/*.txt")}
+            for name, d in out.items()}
+    assert any(rows["pt"].values()) and rows["tflite"].keys() == rows["pt"].keys()
+    for file, ref in rows["pt"].items():  # the same masks: each row a class, its polygon and its confidence
+        got = rows["tflite"][file]
+        assert [r[0] for r in got] == [r[0] for r in ref]
+        assert np.allclose([float(r[-1]) for r in got], [float(r[-1]) for r in ref], atol=1e-3)
+
+
+def test_classify_predict_and_val_run_on_the_fixture(tmp_path):
+    root = generate_shapes_cls(tmp_path / "shapes-cls", train=1, val=2, imgsz=64, seed=3)
+    for split in ("train", "val"):  # keep the fixtures' three classes (circle, square, triangle, in that order)
+        for d in (root / split).iterdir():
+            if d.name not in NAMES.values():
+                shutil.rmtree(d)
+    kw = dict(source=str(root / "val" / "circle"), imgsz=(64,), save_txt=True, project=str(tmp_path))
+    out = {name: cls_predict.run(weights=w, name=name, **kw) for name, w in _runs("classify")}
+    texts = {name: sorted(p.read_text() for p in d.glob("labels/*.txt")) for name, d in out.items()}
+    assert len(texts["tflite"]) == 2
+    for a, b in zip(texts["tflite"], texts["pt"]):  # the same top-5 classes, probabilities within 1e-3
+        rows_a, rows_b = [r.split() for r in a.splitlines()], [r.split() for r in b.splitlines()]
+        assert [r[1] for r in rows_a] == [r[1] for r in rows_b]
+        assert np.allclose([float(r[0]) for r in rows_a], [float(r[0]) for r in rows_b], atol=1e-3)
+    acc = {name: cls_val.run(data=str(root), weights=w, imgsz=64, batch_size=2, workers=0, project=str(tmp_path),
+                             name=f"val-{name}")[:2] for name, w in _runs("classify")}
+    assert acc["tflite"] == pytest.approx(acc["pt"], abs=1e-6) and acc["pt"][1] > 0  # top-1 and top-5 on 6 images
+
+
+def test_damaged_fixture_fails_naming_it(tmp_path):
+    data = (FIXTURES / "detect.tflite").read_bytes()
+    (tmp_path / "cut.tflite").write_bytes(data[:len(data) // 2])
+    shutil.copy(FIXTURES / "detect.pt", tmp_path / "checkpoint.tflite")  # a zip archive, not a FlatBuffer
+    for f, words in ((tmp_path / "cut.tflite", "corrupt or truncated"),
+                     (tmp_path / "checkpoint.tflite", "not a TFLite model")):
+        with pytest.raises(ValueError, match=words) as e:
+            DetectMultiBackend(f)
+        assert str(f) in str(e.value)
