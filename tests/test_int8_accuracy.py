@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,28 +14,13 @@ import yaml
 
 import export
 from models.backends import DetectMultiBackend
-from tests.fixtures.inference import make_checkpoint, tiny_dataset
-from utils.general import non_max_suppression
+from tests.fixtures.inference import label_with_detections, make_checkpoint, tiny_dataset
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 IMGSZ = 128
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _label_with_own_detections(fp32: str, data: str) -> None:
-    """Write val labels that are the FP32 model's own detections: FP32 scores well, and INT8 errors cost mAP."""
-    model = DetectMultiBackend(fp32)
-    root = Path(yaml.safe_load(Path(data).read_text())["path"])
-    (root / "labels" / "val").mkdir(parents=True, exist_ok=True)
-    for f in sorted((root / "images" / "val").glob("*.jpg")):
-        im = cv2.imread(str(f))[..., ::-1].transpose(2, 0, 1) / 255.0
-        det = non_max_suppression(model(torch.from_numpy(np.ascontiguousarray(im)).float()[None]), 0.25, 0.45)[0]
-        det[:, :4] = det[:, :4].clamp(0, IMGSZ)
-        xywh = torch.cat([(det[:, :2] + det[:, 2:4]) / 2, det[:, 2:4] - det[:, :2]], 1) / IMGSZ
-        rows = [f"{int(c)} " + " ".join(f"{v:.6f}" for v in b) for c, b in zip(det[:, 5].tolist(), xywh.tolist())]
-        (root / "labels" / "val" / f"{f.stem}.txt").write_text("\n".join(rows) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +30,7 @@ def labelled(tmp_path_factory):
     weights = make_checkpoint(tmp / "tiny.pt")
     data = tiny_dataset(tmp / "data", imgsz=IMGSZ)
     fp32 = export.run(weights=weights, imgsz=(IMGSZ, IMGSZ), include=["openvino"])[0]
-    _label_with_own_detections(fp32, data)
+    label_with_detections(fp32, data, IMGSZ)  # FP32 scores well on them, and INT8 errors cost mAP
     return {"weights": weights, "data": data, "fp32": fp32}
 
 
