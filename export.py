@@ -13,7 +13,7 @@ Formats (models/formats/ registers one entry per format; YOLOv5's others answer 
 Usage:
     python export.py --weights yolov5s.pt --include torchscript onnx openvino
     python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml   # yolov5s_int8_openvino_model/
-    python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml --int8-max-drop 0.005  # val mAP bound
+    python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml --int8-max-drop 0.005
 
 Inference:
     python detect.py --weights yolov5s.onnx        # or .torchscript, _openvino_model, and --dnn for OpenCV DNN
