@@ -24,7 +24,7 @@ import torch
 from engine.exporter import Exporter, file_size
 from engine.tasks.detect_val import DetectionValidator, val_args
 from models.backends import DetectMultiBackend
-from models.formats import ExportFormat, export_formats
+from models.formats import ExportFormat, NotRunnableHere, export_formats
 from utils.general import LOGGER, ROOT, print_args, set_logging
 
 
@@ -86,6 +86,8 @@ def benchmark_one(fmt: ExportFormat, o: argparse.Namespace) -> dict:
         else:
             m, ms = validate(f, o.data, o.imgsz, o.batch_size, o.device, o.half, Path(o.project))
             row["mAP50-95"], row["Inference time (ms)"] = round(float(m), 4), round(float(ms), 2)
+    except NotRunnableHere as e:  # exported, but this machine cannot run it (CoreML off macOS)
+        row["note"] = f"exported, not run here: {str(e).split(': ', 1)[-1]}"
     except Exception as e:  # the row says why; the other formats still run
         row["note"] = f"failed: {(str(e).strip().splitlines() or [type(e).__name__])[0]}"
     return row

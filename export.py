@@ -13,6 +13,7 @@ Formats (models/formats/ registers one entry per format; YOLOv5's others answer 
 Usage:
     python export.py --weights yolov5s.pt --include torchscript onnx openvino
     python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml   # yolov5s_int8_openvino_model/
+    python export.py --weights yolov5s.pt --include tflite --half                       # yolov5s-fp16.tflite, on CPU
     python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml --int8-max-drop 0.005
 
 Inference:
@@ -76,7 +77,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640, 640], help="input size: h w, or one side")
     add("--batch-size", type=int, default=1, help="batch dimension of the exported input")
     add("--device", default="cpu", help="device to trace on: cpu, or a CUDA id such as 0")
-    add("--half", action="store_true", help="export FP16 weights (needs a CUDA --device)")
+    add("--half", action="store_true", help="FP16 weights (tflite, openvino on CPU; others need a CUDA --device)")
     add("--inplace", action="store_true", help="let Detect decode boxes in place (inplace=True)")
     add("--keras", action="store_true", help="TensorFlow: save as Keras (not exported here)")
     add("--optimize", action="store_true", help="TorchScript: prepare for PyTorch Mobile (CPU only)")

@@ -3,8 +3,9 @@
 For each model: parameters and GFLOPs of the trained and the fused (inference) form, latency of the fused model in
 PyTorch and in ONNX Runtime (median of --runs timed passes after --warmup, models interleaved round by round so that
 drifts in machine load hit all of them alike), the peak memory each runtime adds to a fresh process, and mAP50 and
-mAP50-95 from val.py when --weights and --data are given. Writes compare.md (the table and the machine it ran on),
-compare.csv and compare.png to runs/compare/exp<N>.
+mAP50-95 from val.py when --weights and --data are given, and the latency of each model exported to ncnn, MNN and
+LiteRT (benchmarks/mobile.py; INT8 columns where the export registry quantizes a format). Writes compare.md (the
+table and the machine it ran on), compare.csv and compare.png to runs/compare/exp<N>.
 
 Usage:
     python benchmarks/compare.py --cfg yolov5n.yaml yolov5n-csppc.yaml
@@ -30,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from benchmarks import lowp  # noqa: E402
+from benchmarks import lowp, mobile  # noqa: E402
 from benchmarks.timing import loadavg, ort_session, passive_wait, time_interleaved  # noqa: E402
 from models.experimental import attempt_load  # noqa: E402
 from models.formats.onnx import export_onnx  # noqa: E402
@@ -238,6 +239,7 @@ class Entry(NamedTuple):
     im: torch.Tensor
     onnx_file: Path | None
     session: Any  # an ONNX Runtime session, or None where ONNX Runtime cannot run here
+    trained: torch.nn.Module  # what the mobile runtimes export (benchmarks/mobile.py)
 
 
 def check_arguments(cfg: list, weights: list, data: str | None, int8: bool, half: bool, dev: torch.device) -> None:
@@ -291,7 +293,7 @@ def build_entries(specs: list[ModelSpec], bs: int, imgsz: int, dev: torch.device
                "params": sum(p.numel() for p in trained.parameters()), "gflops": get_flops(trained, imgsz),
                "params_fused": sum(p.numel() for p in fused.parameters()), "gflops_fused": get_flops(fused, imgsz),
                "onnxruntime_diff": onnx_difference(fused, im, session)}
-        entries.append(Entry(s, row, fused, im, onnx_file, session))
+        entries.append(Entry(s, row, fused, im, onnx_file, session, trained))
     return entries
 
 
@@ -349,6 +351,19 @@ def time_low_precision(entries: list[Entry], data: str, int8_images: int, thread
                      openvino_bf16_ms=ov.get((m, "bf16")), pytorch_bf16_ms=pt16.get(m), **e.spec.lowp_map)
 
 
+def time_mobile(entries: list[Entry], runtimes: tuple[str, ...], data: str | None, int8: bool, int8_images: int,
+                runs: int, warmup: int, burst: int, save_dir: Path) -> dict[str, str]:
+    """ncnn, MNN and LiteRT columns (INT8 ones with --int8), models interleaved per runtime; returns why a column is
+    empty where one is."""
+    rows, notes = mobile.measure([e.trained for e in entries], [e.row["model"] for e in entries], entries[0].im,
+                                 save_dir / "exports", runs, warmup, burst, data if int8 else None, int8_images,
+                                 runtimes)
+    for e, r in zip(entries, rows):
+        e.row.update(r)
+    mobile.log_unavailable(notes)
+    return notes
+
+
 def add_ratios(entries: list[Entry]) -> None:
     """Latency of every model as a ratio to the first one's, per runtime."""
     base = entries[0].row
@@ -389,10 +404,11 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
         device: str = "cpu",
         half: bool = False, threads: int = 2, runs: int = 30, warmup: int = 5, memory: bool = True,
         project: str | Path = ROOT / "runs/compare", name: str = "exp", exist_ok: bool = False, int8: bool = False,
-        int8_images: int = 300, burst: int = 1) -> list[dict]:
+        int8_images: int = 300, burst: int = 1, runtimes: tuple[str, ...] = mobile.MOBILE) -> list[dict]:
     """Measure every model, log the markdown table and write compare.md, compare.csv and compare.png.
 
     With int8 (needs data): OpenVINO FP32 and INT8 columns, and BF16 ones where the CPU has bf16 (benchmarks/lowp.py).
+    runtimes: the mobile formats (ncnn, mnn, tflite) timed too, INT8 with int8 where the registry quantizes them.
     """
     cfg, weights = list(cfg or ()), list(weights or ())
     dev = select_device(device)
@@ -401,16 +417,18 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
     save_dir = increment_path(Path(project) / name, exist_ok=exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
     specs = model_specs(cfg, weights)
-    columns = COLUMNS + (lowp.COLUMNS if int8 else [])
+    columns = COLUMNS + mobile.columns(tuple(runtimes)) + (lowp.COLUMNS if int8 else [])
     bf16 = int8 and dev.type == "cpu" and lowp.cpu_bf16_supported()
     measure_accuracy(specs, data, val_imgsz or imgsz, device, half, save_dir, int8, int8_images)
 
-    rows = []
+    rows, notes = [], {}
     for bs in batch_size:
         entries = build_entries(specs, bs, imgsz, dev, half, threads, save_dir)
         if memory:
             measure_memory(entries, threads, bs, imgsz, dev)
         time_runtimes(entries, runs, warmup, dev.type == "cuda", burst)
+        if runtimes:
+            notes[bs] = time_mobile(entries, tuple(runtimes), data, int8, int8_images, runs, warmup, burst, save_dir)
         if int8:
             time_low_precision(entries, data, int8_images, threads, bf16, runs, warmup, burst)
         add_ratios(entries)
@@ -423,6 +441,9 @@ def run(cfg: tuple[str, ...] = ("yolov5n.yaml", "yolov5n-csppc.yaml"), weights: 
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "compare.py" \
         else "benchmarks.compare.run(...)"
     table = markdown_table(rows, machine_line(dev, threads), settings, command)
+    if runtimes:
+        table += (f"\n{mobile.mobile_table(rows, notes, tuple(runtimes))}\n\nCPU, {threads} threads, through "
+                  f"DetectMultiBackend (its pre- and post-processing included); ratios are to {rows[0]['model']}\n")
     if int8:
         table += (f"\n{lowp.lowp_table(rows, bf16)}\n\nOpenVINO CPU, {threads} threads, one stream; INT8: NNCF "
                   f"post-training quantization on {int8_images} train images of {data}; ratios are to "
@@ -454,6 +475,8 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--int8", action="store_true",
                         help="add OpenVINO FP32/INT8 (and BF16 where the CPU has it) columns; needs --data")
     parser.add_argument("--int8-images", type=int, default=300, help="--data train images to calibrate INT8 on")
+    parser.add_argument("--runtimes", nargs="*", default=list(mobile.MOBILE),
+                        help="mobile runtimes to time too (ncnn mnn tflite); none with an empty list")
     opt = parser.parse_args(argv)
     if not opt.cfg and not opt.weights:
         parser.error("give --cfg model YAMLs, --weights checkpoints, or both")

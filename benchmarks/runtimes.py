@@ -23,40 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from benchmarks.timing import loadavg, passive_wait, time_interleaved  # noqa: E402
-from engine.exporter import Exporter  # noqa: E402
-from models.backends import DetectMultiBackend  # noqa: E402
+from benchmarks.mobile import MODELS, exported, random_checkpoint, time_files  # noqa: E402
+from benchmarks.timing import loadavg, passive_wait  # noqa: E402
 from models.formats import format_of  # noqa: E402
-from models.yolo import DetectionModel  # noqa: E402
 from utils.general import LOGGER, set_logging  # noqa: E402
-
-MODELS = ("yolov5n.yaml", "yolov5n-csppc.yaml")  # the baseline first, CSPPC second: the ratio is second / first
-
-
-def random_checkpoint(cfg: str, folder: Path, nc: int = 6) -> Path:
-    """A checkpoint of cfg with random weights, as export.py reads it."""
-    torch.manual_seed(0)
-    f = folder / Path(cfg).with_suffix(".pt").name
-    torch.save({"model": DetectionModel(cfg, nc=nc).eval(), "ema": None, "epoch": -1, "optimizer": None}, f)
-    return f
-
-
-def exported(weights: Path, fmt: str, imgsz: int) -> Path | None:
-    """weights exported to fmt (the checkpoint itself for 'pt'); None, logged, when the export fails."""
-    if fmt == "pt":
-        return weights
-    written = Exporter(weights, (fmt,), imgsz=(imgsz, imgsz))()
-    return Path(written[-1]) if written else None
-
-
-def time_format(files: list[Path], imgsz: int, runs: int, warmup: int) -> list[float]:
-    """Median ms of each file's model on one image, interleaved."""
-    im = torch.rand(1, 3, imgsz, imgsz)
-    models = [DetectMultiBackend(f) for f in files]
-    calls = {str(i): (lambda m=m: m(im)) for i, m in enumerate(models)}
-    with torch.no_grad():
-        ms = time_interleaved(calls, runs, warmup)
-    return [ms[str(i)] for i in range(len(files))]
 
 
 def run(weights: tuple[str, ...] = (), formats: tuple[str, ...] = ("pt", "onnx", "openvino", "ncnn", "mnn", "tflite"),
@@ -73,7 +43,8 @@ def run(weights: tuple[str, ...] = (), formats: tuple[str, ...] = ("pt", "onnx",
         if None in exports:
             rows.append({"runtime": name, "ms": None, "load": loadavg()})
             continue
-        rows.append({"runtime": name, "ms": time_format(exports, imgsz, runs, warmup), "load": loadavg()})
+        ms = time_files(exports, torch.rand(1, 3, imgsz, imgsz), runs, warmup)
+        rows.append({"runtime": name, "ms": ms, "load": loadavg()})
     report(rows, files, imgsz, threads)
     return rows
 

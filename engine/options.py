@@ -10,12 +10,8 @@ import argparse
 
 from utils.general import ROOT, check_yaml
 
-# YOLOv5 v7.0's logger and cloud flags: accepted so v7.0 command lines run, reported when set, otherwise unused
+# YOLOv5 v7.0's cloud flag: accepted so v7.0 command lines run, reported when set, otherwise unused
 INACTIVE = {
-    "entity": ("--entity", None, "Weights & Biases"),
-    "upload_dataset": ("--upload_dataset", False, "Weights & Biases"),
-    "bbox_interval": ("--bbox_interval", -1, "Weights & Biases"),
-    "artifact_alias": ("--artifact_alias", "latest", "Weights & Biases"),
     "bucket": ("--bucket", "", "Google Cloud Storage"),
 }
 
@@ -64,11 +60,13 @@ def train_parser() -> argparse.ArgumentParser:
     add("--save-period", type=int, default=-1, help="also keep a checkpoint every N epochs (off below 1)")
     add("--seed", type=int, default=0, help="random seed of the run")
     add("--local_rank", "--local-rank", type=int, default=-1, help="set by torchrun for DDP; leave it alone")
-    # Weights & Biases options of v7.0 (see INACTIVE)
-    add("--entity", default=None, help="W&B team or user (W&B logging is not part of this project)")
-    add("--upload_dataset", nargs="?", const=True, default=False, help="W&B dataset upload, or 'val' (unused here)")
-    add("--bbox_interval", type=int, default=-1, help="W&B interval between logged box images (unused here)")
-    add("--artifact_alias", type=str, default="latest", help="W&B dataset artifact version (unused here)")
+    # Weights & Biases options of v7.0 (utils/loggers/wandb_logger.py)
+    add("--entity", default=None, help="W&B team or user the run is logged under")
+    add("--upload_dataset", nargs="?", const=True, default=False,
+        help="log the train and val data as W&B dataset artifacts ('val': only val)")
+    add("--bbox_interval", type=int, default=-1,
+        help="log val images with predicted boxes to W&B every N epochs (-1: epochs/10, at least 1)")
+    add("--artifact_alias", type=str, default="latest", help="alias given to the W&B dataset artifacts")
     return parser
 
 

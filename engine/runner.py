@@ -56,7 +56,7 @@ def main(opt: argparse.Namespace, task: TrainTask, callbacks: Callbacks | None =
     callbacks = callbacks or Callbacks()
     if RANK in {-1, 0}:
         log_options(task, opt)
-        unused = inactive_options(vars(opt), task.inactive, "this project has no W&B logger and no cloud sync")
+        unused = inactive_options(vars(opt), task.inactive, "this project has no cloud sync")
         if unused:
             LOGGER.warning(unused)
     opt = task.prepare_options(opt)

@@ -20,7 +20,7 @@ from engine.steps import broadcast_stop, build_scheduler, grad_scaler, optimizer
 from models.experimental import attempt_load, strip_optimizer
 from utils.callbacks import Callbacks
 from utils.general import LOGGER, RANK, TQDM_BAR_FORMAT, colorstr
-from utils.loggers import Loggers
+from utils.loggers import Loggers, experiment_loggers
 from utils.torch_utils import ModelEMA, init_seeds, smart_DDP, smart_optimizer, smart_resume
 
 
@@ -134,13 +134,17 @@ class Trainer:
         prepare_run_dir(self.save_dir, self.opt, hyp, evolve)
 
     def add_loggers(self, hyp: dict | None = None, plots: bool = True) -> None:
-        """results.csv, batch images and results.png through callbacks, laid out by the task (rank 0)."""
+        """results.csv, batch images and results.png through callbacks, laid out by the task; then every experiment
+        tracker that is on, under the task's keys (rank 0; none while evolving, whose generations share a folder)."""
         if RANK not in {-1, 0}:
             return
         loggers = Loggers(self.save_dir, self.opt, hyp)
         loggers.keys, loggers.plots, loggers.panels = self.task.result_keys, plots, self.task.panels
         loggers.plot_train_batch = self.task.plot_train_batch(self.opt)
         loggers.register(self.callbacks)
+        if not getattr(self.opt, "evolve", None):
+            for tracker in experiment_loggers(self.save_dir, self.opt, hyp, self.task.result_keys):
+                tracker.register(self.callbacks)
 
     def seed(self) -> None:
         """Seed every generator from --seed (each rank its own)."""

@@ -38,6 +38,28 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_experiment_trackers(tmp_path_factory):
+    """Every experiment tracker off for the suite, whatever the developer's environment or login holds.
+
+    Training tests would otherwise write TensorBoard events (and trace the model) on every run, and a W&B login,
+    MLFLOW_TRACKING_URI or ClearML/Comet configuration on the machine would send test runs to a server. The tracker
+    tests (tests/test_loggers_*.py) turn on the one they check, in offline modes.
+    """
+    home = tmp_path_factory.mktemp("tracker_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("YOLOV5_TENSORBOARD", "0")
+        mp.setenv("WANDB_MODE", "disabled")
+        for k in ("MLFLOW_TRACKING_URI", "CLEARML_OFFLINE_MODE", "CLEARML_API_ACCESS_KEY", "COMET_MODE",
+                  "COMET_API_KEY", "WANDB_API_KEY"):
+            mp.delenv(k, raising=False)
+        for k in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR", "CLEARML_CACHE_DIR"):
+            mp.setenv(k, str(home / k.lower()))  # trackers' own folders, out of the developer's home
+        mp.setenv("CLEARML_CONFIG_FILE", str(home / "clearml.conf"))  # absent: ClearML is not configured
+        mp.setenv("COMET_CONFIG", str(home / ".comet.config"))  # absent: Comet has no API key
+        yield
+
+
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES

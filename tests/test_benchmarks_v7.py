@@ -32,6 +32,8 @@ def test_test_mode_exports_and_loads_every_format_or_says_why(benchmarks_script,
     for fmt, row in zip(formats, rows):
         if not fmt.supported:
             assert row["note"] == f"not here: needs {fmt.needs}" and row["Size (MB)"] is None
+        elif row["note"].startswith("exported, not run here"):  # CoreML off macOS
+            assert fmt.argument == "coreml" and "only on macOS" in row["note"] and row["Size (MB)"] > 0
         elif row["note"] != "exported and loaded":  # a runtime whose optional package is absent: the row says so
             assert row["note"].startswith("failed: ") and "pip install" in row["note"], row
         else:

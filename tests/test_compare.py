@@ -1,6 +1,7 @@
 """benchmarks/compare.py end to end on tiny settings: the table, CSV and chart it writes, and its argument checks."""
 
 import csv
+import importlib.util
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from benchmarks import compare
+from benchmarks import compare, mobile
+from models.formats import ExportFormat, format_of, register, unregister
 from models.yolo import DetectionModel
 
 CFGS = ["yolov5n.yaml", "yolov5n-csppc.yaml"]
@@ -75,7 +77,7 @@ def test_end_to_end_with_weights_and_data(tmp_path):
 
 def test_cfg_only_several_batch_sizes(tmp_path):
     rows = compare.run(cfg=CFGS, imgsz=64, batch_size=(1, 2), runs=2, warmup=0, threads=1, memory=False,
-                       project=tmp_path, name="b")
+                       project=tmp_path, name="b", runtimes=())
     assert [(r["model"], r["batch"]) for r in rows] == [(m, b) for b in (1, 2) for m in ("yolov5n", "yolov5n-csppc")]
     assert [r["pytorch_ratio"] for r in rows if r["model"] == "yolov5n"] == [1.0, 1.0]
     assert all(r["map50"] is None and r["pytorch_peak_mb"] is None for r in rows)
@@ -113,10 +115,72 @@ def test_time_interleaved_burst_times_the_last_call_of_each_burst():
 
 def test_onnx_runtime_checked_against_pytorch(tmp_path):
     """Folded from benchmarks/inference.py: the timed ONNX export's largest difference from PyTorch, per model."""
-    rows = compare.run(cfg=CFGS, imgsz=64, runs=1, warmup=0, threads=1, memory=False, project=tmp_path, name="d")
+    rows = compare.run(cfg=CFGS, imgsz=64, runs=1, warmup=0, threads=1, memory=False, project=tmp_path, name="d",
+                       runtimes=())
     assert all(0 <= r["onnxruntime_diff"] < 1e-3 for r in rows)
     md = (tmp_path / "d" / "compare.md").read_text()
     assert f"ONNX Runtime max|diff| from PyTorch: yolov5n {rows[0]['onnxruntime_diff']:.1e}" in md
     assert "thread wait" in md
     assert float(_read_csv(tmp_path / "d" / "compare.csv")[1]["onnxruntime_diff"]) == pytest.approx(
         rows[1]["onnxruntime_diff"])
+
+
+def _installed(*packages: str) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in packages)
+
+
+@pytest.mark.skipif(not _installed("ncnn", "pnnx", "MNN"), reason="needs ncnn, pnnx and MNN")
+def test_mobile_columns(tmp_path):
+    """ncnn, MNN and LiteRT columns: each model's latency through DetectMultiBackend and its ratio to the first
+    model; LiteRT without its converter says what it needs instead of a figure."""
+    rows = compare.run(cfg=CFGS, imgsz=64, runs=2, warmup=1, threads=1, memory=False, project=tmp_path, name="m")
+    for key in ("ncnn", "mnn"):
+        assert rows[0][f"{key}_ms"] > 0 and rows[0][f"{key}_ratio"] == 1.0
+        assert rows[1][f"{key}_ratio"] == pytest.approx(rows[1][f"{key}_ms"] / rows[0][f"{key}_ms"])
+    out = tmp_path / "m"
+    assert (out / "exports" / "ncnn" / "yolov5n-csppc-b1_ncnn_model").is_dir()
+    assert (out / "exports" / "mnn" / "yolov5n-csppc-b1.mnn").is_file()
+    md = (out / "compare.md").read_text()
+    assert "| Model | Batch | ncnn ms | ratio | MNN ms | ratio | TensorFlow Lite ms | ratio |" in md
+    table = _read_csv(out / "compare.csv")
+    assert float(table[1]["ncnn_ratio"]) == pytest.approx(rows[1]["ncnn_ratio"])
+    if not _installed("litert_torch"):
+        assert rows[1]["tflite_ms"] is None and table[1]["tflite_ms"] == ""
+        assert "| yolov5n-csppc | 1 |" in md and "needs litert-torch" in md
+    else:
+        assert rows[1]["tflite_ms"] > 0
+
+
+def test_mobile_columns_come_from_the_registry():
+    """A format whose registry entry quantizes (int8=True) gets an INT8 column beside its FP32 one; a column that
+    cannot be measured says why."""
+    register(ExportFormat("Toy", "toy", ".toy", "toy", export=lambda ctx: ctx.file, load=lambda *a, **k: None,
+                           requirements=("no_such_package_xyz",), int8=True))
+    try:
+        vs = mobile.variants(("ncnn", "toy"))
+        assert [v.key for v in vs] == ["ncnn"] + (["ncnn_int8"] if format_of("ncnn").int8 else []) + ["toy", "toy_int8"]
+        assert [v.title for v in vs][-2:] == ["Toy", "Toy INT8"]
+        assert mobile.columns(("toy",)) == ["toy_ms", "toy_ratio", "toy_int8_ms", "toy_int8_ratio"]
+        assert mobile.unavailable(vs[-1], None, False) == "needs no-such-package-xyz"
+    finally:
+        unregister("toy")
+    int8 = mobile.Variant(format_of("onnx"), True)  # installed requirements: only the missing --data is said
+    assert mobile.unavailable(int8, None, False) == "needs --int8 --data"
+    assert mobile.unavailable(int8, "data.yaml", True) == "CPU runtime"
+    assert mobile.unavailable(int8, "data.yaml", False) is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _installed("openvino", "nncf"), reason="needs openvino and nncf")
+def test_int8_variant_is_exported_quantized_and_timed(tmp_path):
+    """An INT8 column is exported by export.py's --int8 path (calibrated on --data) from its own checkpoint copy and
+    timed beside FP32: OpenVINO is the registry entry that quantizes on every install."""
+    data = _dataset(tmp_path / "ds")
+    torch.manual_seed(0)
+    models = [DetectionModel(c, nc=3).eval() for c in CFGS]
+    rows, notes = mobile.measure(models, ["a", "b"], torch.rand(1, 3, 64, 64), tmp_path / "exports", runs=2, warmup=1,
+                                 data=str(data), int8_images=3, arguments=("openvino",))
+    assert notes == {"openvino": None, "openvino_int8": None}
+    assert rows[0]["openvino_int8_ratio"] == 1.0 and rows[1]["openvino_int8_ms"] > 0
+    assert (tmp_path / "exports" / "openvino_int8" / "b-b1_int8_openvino_model").is_dir()
+    assert (tmp_path / "exports" / "openvino" / "b-b1_openvino_model").is_dir()

@@ -180,7 +180,7 @@ def test_unsupported_formats_answer_clearly(weights, caplog):
 def test_bad_requests_raise_specific_errors(weights, tmp_path):
     with pytest.raises(FileNotFoundError, match="weights not found"):
         export.run(weights=tmp_path / "missing.pt", include=["onnx"])
-    with pytest.raises(ValueError, match="--half exports need a GPU"):
+    with pytest.raises(ValueError, match="--half exports of onnx need a GPU"):
         export.run(weights=weights, include=["onnx"], half=True, device="cpu")
 
 
@@ -218,7 +218,7 @@ def test_v7_tensorflow_tensorrt_flags_accepted_and_reported_once(weights, tmp_pa
     assert cli_lines[0] == (
         "WARNING TensorFlow options --keras --nms --agnostic-nms --topk-per-class 5 --topk-all 7 --iou-thres 0.5 "
         "--conf-thres 0.3 and TensorRT option --workspace 8 ignored: this project exports only torchscript, onnx, "
-        "openvino, tflite, mnn, ncnn")
+        "openvino, coreml, tflite, mnn, ncnn")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="yolov5"):  # at their defaults the flags say nothing
         export.run(weights=w, imgsz=(64, 64), include=["torchscript"], workspace=4, conf_thres=0.25)

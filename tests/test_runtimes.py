@@ -48,12 +48,10 @@ def _classifier(path: Path, cfg: str) -> Path:
     return path
 
 
-# litert-torch 0.10 converts detection models inexactly here: CSPPCFused blocks with two DualPConv blocks differ by
-# 0.01 on outputs of 0.2 (layer by layer; n=1 blocks convert exactly), and even yolov5n's boxes move by 1.6% (7.2 px
-# of 435). LiteRT's detection outputs are therefore checked for shape and metadata only (export.py warns with the
-# difference); its classifiers match PyTorch and are checked like the others.
-CFG = {"ncnn": "yolov5n-csppc.yaml", "mnn": "yolov5n-csppc.yaml", "tflite": "yolov5n.yaml"}
-VALIDATED = [(f, t) for f in ("ncnn", "mnn") for t in ("detect", "segment", "classify")] + [("tflite", "classify")]
+# yolov5n-csppc for every runtime: its n=2 CSPPC blocks run two same-shape partial 3x3 convolutions in a row, the case
+# that litert-torch 0.10 got wrong from channels-last weights (models/formats/tflite.py: standard_layout)
+CFG = dict.fromkeys(RUNTIMES, "yolov5n-csppc.yaml")
+VALIDATED = [(f, t) for f in RUNTIMES for t in ("detect", "segment", "classify")]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +107,7 @@ def test_export_runs_in_backend_like_pytorch(fmt, task, checkpoints):
         assert float((a - b).abs().max()) <= 1e-3 * max(float(b.abs().max()), 1.0)
 
 
-@pytest.mark.parametrize("fmt", ["ncnn", "mnn"])
+@pytest.mark.parametrize("fmt", list(RUNTIMES))
 def test_detect_and_val_run_on_the_export(fmt, tmp_path):
     _needs(fmt)
     weights = make_checkpoint(tmp_path / "tiny.pt", cfg=CFG[fmt])
@@ -130,16 +128,6 @@ def test_detect_and_val_run_on_the_export(fmt, tmp_path):
     results = {name: val.run(data=str(data), weights=str(w), imgsz=DETECT_IMGSZ, batch_size=1, project=str(tmp_path),
                              name=f"val-{name}", plots=False)[0] for name, w in (("pt", weights), (fmt, f))}
     assert np.allclose(results[fmt][:4], results["pt"][:4], atol=0.002)  # P, R, mAP50, mAP50-95
-
-
-@torch.no_grad()
-def test_tflite_detection_and_segmentation_run_with_their_metadata(checkpoints):
-    _needs("tflite")
-    for task, shapes in (("detect", [(2, 252, 8)]), ("segment", [(2, 252, 40), (2, 32, 16, 16)])):
-        backend = DetectMultiBackend(_exported("tflite", checkpoints("tflite")[task]))
-        assert backend.tflite and backend.names == NAMES and backend.stride == 32
-        y = backend(_image().expand(2, -1, -1, -1))
-        assert [tuple(t.shape) for t in (y if isinstance(y, list) else [y])] == shapes
 
 
 def _damage(f: Path, tmp: Path, fmt: str) -> list[tuple[Path, str]]:

@@ -125,14 +125,19 @@ def test_start_logs_options_layer_table_and_summary(trained):
     assert not any("ignored" in x for x in lines)  # no v7.0 logger flag set, no warning
 
 
-def test_v7_logger_flags_accepted_and_reported_once(tmp_path, caplog):
-    """W&B and GCS flags parse (CLI) and are accepted by run(); either way one warning line names the set ones."""
+def test_v7_logger_flags_parse_and_only_bucket_is_reported(tmp_path, caplog):
+    """W&B flags parse (CLI) and are accepted by run() (the W&B logger uses them); --bucket alone is reported unused,
+    by one warning line, the same from the CLI and from Python."""
     flags = ["--entity", "team", "--upload_dataset", "--bbox_interval", "5", "--artifact_alias", "v3",
              "--bucket", "my-bucket"]
     defaults = train.parse_opt(argv=[])
-    for k, (flag, default, _) in train.INACTIVE.items():
-        assert getattr(defaults, k) == default and flag in flags, k
+    assert (defaults.entity, defaults.upload_dataset, defaults.bbox_interval, defaults.artifact_alias) == (
+        None, False, -1, "latest")
+    parsed = train.parse_opt(argv=flags)
+    assert (parsed.entity, parsed.upload_dataset, parsed.bbox_interval, parsed.artifact_alias) == (
+        "team", True, 5, "v3")
     assert train.parse_opt(argv=["--upload_dataset", "val"]).upload_dataset == "val"
+    assert list(train.INACTIVE) == ["bucket"]
     missing = str(tmp_path / "missing.yaml")  # main() stops at the data check, after the options are reported
     opt = train.parse_opt(argv=["--cfg", "yolov5n.yaml", "--data", missing, *flags])
     with caplog.at_level(logging.INFO, logger="yolov5"), pytest.raises(FileNotFoundError, match="missing.yaml"):
@@ -145,8 +150,7 @@ def test_v7_logger_flags_accepted_and_reported_once(tmp_path, caplog):
                   artifact_alias="v3", bucket="my-bucket")
     from_python = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert cli == from_python == [
-        "WARNING Weights & Biases options --entity team --upload_dataset --bbox_interval 5 --artifact_alias v3 and "
-        "Google Cloud Storage option --bucket my-bucket ignored: this project has no W&B logger and no cloud sync"]
+        "WARNING Google Cloud Storage option --bucket my-bucket ignored: this project has no cloud sync"]
 
 
 def test_final_checkpoints_are_stripped_and_safe(trained_run):

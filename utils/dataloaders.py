@@ -115,7 +115,7 @@ def create_dataloader(
     return loader, dataset
 
 
-def _gather_images(path: str | Path | list, prefix: str = "") -> list[str]:
+def gather_images(path: str | Path | list, prefix: str = "") -> list[str]:
     """Image files under directories, listed in .txt files, or given directly; sorted and de-duplicated."""
     files = []
     for p in path if isinstance(path, (list, tuple)) else [path]:
@@ -177,7 +177,7 @@ class LoadImagesAndLabels(Dataset):
         self.prefix = prefix
         self.albumentations = Albumentations(size=img_size) if augment else None
 
-        self.im_files = _gather_images(path, prefix)
+        self.im_files = gather_images(path, prefix)
         self.label_files = img2label_paths(self.im_files)
         p = Path(path[0] if isinstance(path, (list, tuple)) else path)
         cache_path = (p if p.is_file() else Path(self.label_files[0]).parent).with_suffix(".cache")

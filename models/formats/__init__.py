@@ -4,10 +4,11 @@ A new format is a new module imported here (or, from outside the project, any mo
 table keeps YOLOv5 v7.0's order whatever the order of the imports.
 """
 
-from models.formats import mnn, ncnn, onnx, openvino, pytorch, tflite, torchscript, unsupported  # noqa: F401
+from models.formats import coreml, mnn, ncnn, onnx, openvino, pytorch, tflite, torchscript, unsupported  # noqa: F401
 from models.formats.registry import (  # noqa: F401
     ExportContext,
     ExportFormat,
+    NotRunnableHere,
     Runner,
     export_formats,
     exportable,

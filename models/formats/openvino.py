@@ -123,4 +123,4 @@ class OpenVINORunner(Runner):
 
 OPENVINO = register(ExportFormat("OpenVINO", "openvino", "_openvino_model", "xml", export=_export,
                                  load=OpenVINORunner, requirements=("openvino", "onnx"), also=(".xml",),
-                                 check_layer=_check_layer, bf16=True, int8=True, source="onnx"))
+                                 check_layer=_check_layer, bf16=True, int8=True, source="onnx", half_on_cpu=True))

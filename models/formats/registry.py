@@ -16,6 +16,10 @@ from typing import Any, Callable
 import torch
 
 
+class NotRunnableHere(RuntimeError):
+    """A model that this machine cannot run (CoreML off macOS): export still writes it, nothing here checks it."""
+
+
 class Runner(ABC):
     """A loaded model of one format: called on a BCHW float tensor; `meta` holds what its export stored
     (stride, names). A runner that returns the model's own output structure (PyTorch) sets raw_output."""
@@ -68,6 +72,7 @@ class ExportFormat:
     gpu: bool = False  # runs on CUDA (and then in FP16 with --half)
     bf16: bool = False  # runs in bf16 on CPUs that have it (--half on CPU)
     int8: bool = False  # export.py --int8 quantizes it
+    half_on_cpu: bool = False  # its converter writes FP16 from the float model: --half needs no GPU
 
     @property
     def supported(self) -> bool:

@@ -9,7 +9,6 @@ from models.formats.registry import ExportFormat, format_of, register
 # (name, --include argument, suffix, DetectMultiBackend flag, what it needs), in v7.0's order
 V7_ONLY = (
     ("TensorRT", "engine", ".engine", "engine", "an NVIDIA GPU with CUDA and the tensorrt package"),
-    ("CoreML", "coreml", ".mlmodel", "coreml", "coremltools (and macOS to run it)"),
     ("TensorFlow SavedModel", "saved_model", "_saved_model", "saved_model", "TensorFlow"),
     ("TensorFlow GraphDef", "pb", ".pb", "pb", "TensorFlow"),
     ("TensorFlow Lite", "tflite", ".tflite", "tflite", "TensorFlow Lite"),

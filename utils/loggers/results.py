@@ -1,4 +1,4 @@
-"""Training loggers plugged in through callbacks: results.csv, training plots, and TensorBoard when installed."""
+"""results.csv and the run folder's training plots, through callbacks; evolve.csv for hyperparameter evolution."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def write_results_row(file: str | Path, epoch: int, vals: list[float], keys: tup
 
 
 class Loggers:
-    """Results CSV, train-batch mosaics, labels and results plots, TensorBoard scalars; each method is a hook."""
+    """Results CSV, train-batch mosaics, labels and results plots; each method is a hook (trackers: base.py)."""
 
-    def __init__(self, save_dir: Path, opt=None, hyp: dict | None = None, include: tuple[str, ...] = ("csv", "tb")):
+    def __init__(self, save_dir: Path, opt=None, hyp: dict | None = None, include: tuple[str, ...] = ("csv",)):
         self.save_dir = Path(save_dir)
         self.opt = opt
         self.plots = not getattr(opt, "noplots", False)
@@ -60,16 +60,6 @@ class Loggers:
         # (imgs, targets, paths, file, *extra) -> None: the Trainer sets its task's; standalone, v7.0's default
         self.plot_train_batch = self.plot_batch
         self.csv = "csv" in include
-        self.tb = None
-        if "tb" in include:
-            try:
-                from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard package
-            except ImportError:
-                SummaryWriter = None  # TensorBoard is optional: log to CSV only
-            if SummaryWriter is not None:
-                prefix = colorstr("TensorBoard: ")
-                LOGGER.info(f"{prefix}Start with 'tensorboard --logdir {self.save_dir.parent}', view at http://localhost:6006/")
-                self.tb = SummaryWriter(str(self.save_dir))
 
     def register(self, callbacks) -> None:
         """Register every hook method of this logger on a Callbacks object."""
@@ -100,13 +90,9 @@ class Loggers:
             plot_images_and_masks(imgs, targets, masks, paths, file, overlap=not getattr(self.opt, "no_overlap", False))
 
     def on_fit_epoch_end(self, vals: list[float], epoch: int, best_fitness: float, fi: float) -> None:
-        """One results.csv row per epoch; the same values as TensorBoard scalars."""
-        vals = [float(v) for v in vals]
+        """One results.csv row per epoch."""
         if self.csv:
-            write_results_row(self.save_dir / "results.csv", epoch, vals, self.keys)
-        if self.tb:
-            for k, v in zip(self.keys, vals):
-                self.tb.add_scalar(k, v, epoch)
+            write_results_row(self.save_dir / "results.csv", epoch, [float(v) for v in vals], self.keys)
 
     def on_train_end(self, last, best, epoch: int, results) -> None:
         """Plot results.png and list the run's outputs."""
@@ -114,8 +100,6 @@ class Loggers:
             from utils.plots import plot_results
 
             plot_results(file=self.save_dir / "results.csv", panels=self.panels)
-        if self.tb:
-            self.tb.close()
         LOGGER.info(f"Results saved to {colorstr('bold', self.save_dir)}")
 
 
