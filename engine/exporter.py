@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from engine.int8_metric import ValMetric
 from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
 from models.formats import ExportContext, ExportFormat, NotRunnableHere, export_formats, exportable, format_of
@@ -121,12 +122,12 @@ class Exporter:
     def __init__(self, weights: str | Path, include: tuple[str, ...] = ("torchscript", "onnx"), data=None,
                  imgsz: tuple[int, ...] = (640, 640), batch_size: int = 1, device: str = "cpu", half: bool = False,
                  inplace: bool = False, optimize: bool = False, dynamic: bool = False, simplify: bool = False,
-                 opset: int = 17, int8: bool = False, int8_images: int = 300):
+                 opset: int = 17, int8: bool = False, int8_images: int = 300, int8_max_drop: float = 0.01):
         self.file, self.include, self.data, self.imgsz = Path(weights), include, data, imgsz
         self.batch_size = batch_size
         self.device, self.half, self.inplace, self.int8 = device, half, inplace, int8
         self.options = dict(optimize=optimize, dynamic=dynamic, simplify=simplify, opset=opset, half=half,
-                            int8=int8, data=data, int8_images=int8_images)
+                            int8=int8, data=data, int8_images=int8_images, int8_max_drop=int8_max_drop)
         self.failed: list[str] = []
 
     def __call__(self) -> list[str]:
@@ -168,6 +169,9 @@ class Exporter:
                                  "train split (it never calibrates on random data)")
             if self.half:
                 raise ValueError("--int8 and --half cannot be combined: choose one precision")
+            if not self.options["int8_max_drop"] >= 0:
+                raise ValueError(f"--int8-max-drop is the mAP50-95 INT8 may lose, 0 or more; got "
+                                 f"{self.options['int8_max_drop']}")
             if not any(f.int8 for f in todo):
                 raise ValueError(f"--int8 quantizes {' and '.join(f.name for f in quantized)} exports only; add "
                                  f"--include {' or '.join(f.argument for f in quantized)} "
@@ -226,6 +230,8 @@ class Exporter:
                             {**self.options, "imgsz": imgsz, "classifier": classifier})
         ctx.compare = lambda f, **kw: check_export(f, outputs, im, **kw)
         ctx.unexportable = lambda check: unexportable_layer(model, im, check, self.options["opset"])
+        if self.int8 and model_task(model) == "detect":  # val mAP50-95 bounds the INT8 drop (--int8-max-drop)
+            ctx.int8_metric = lambda: ValMetric(self.data, imgsz[0], gs, model.names).metric()
         return ctx, image_name
 
     def export_one(self, ctx: ExportContext, fmt: ExportFormat, image_name: str) -> str | None:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,8 +13,7 @@ import yaml
 
 import export
 from models.backends import DetectMultiBackend
-from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image, tiny_dataset
-from utils.general import non_max_suppression
+from tests.fixtures.inference import NAMES, label_with_detections, make_checkpoint, shapes_image, tiny_dataset
 from utils.quantize import CalibrationImages, decode_node_names, slices_to_strided
 from utils.sigstack import keep_signal_stack
 
@@ -144,16 +142,7 @@ def test_val_on_int8_model(exported, tmp_path):
     """val.py runs the INT8 folder like any export; labelled with FP32's own detections, INT8 must find them again."""
     import val
 
-    fp32 = DetectMultiBackend(exported["fp32"])
-    root = Path(yaml.safe_load(Path(exported["data"]).read_text())["path"])
-    (root / "labels" / "val").mkdir(parents=True, exist_ok=True)
-    for f in sorted((root / "images" / "val").glob("*.jpg")):
-        im = cv2.imread(str(f))[..., ::-1].transpose(2, 0, 1) / 255.0
-        det = non_max_suppression(fp32(torch.from_numpy(np.ascontiguousarray(im)).float()[None]), 0.25, 0.45)[0]
-        det[:, :4] = det[:, :4].clamp(0, IMGSZ)  # labels must lie inside the image
-        xywh = torch.cat([(det[:, :2] + det[:, 2:4]) / 2, det[:, 2:4] - det[:, :2]], 1) / IMGSZ
-        rows = [f"{int(c)} " + " ".join(f"{v:.6f}" for v in b) for c, b in zip(det[:, 5].tolist(), xywh.tolist())]
-        (root / "labels" / "val" / f"{f.stem}.txt").write_text("\n".join(rows) + "\n")
+    label_with_detections(exported["fp32"], exported["data"], IMGSZ)
     maps = {}
     for k in ("fp32", "int8"):
         r, _, _ = val.run(data=exported["data"], weights=exported[k], imgsz=IMGSZ, batch_size=1, device="cpu",

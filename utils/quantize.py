@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -122,19 +124,25 @@ def _is_bias_add(node) -> bool:
     return node.get_type_name() == "Add" and any(t in _LAYER_TYPES for t in inputs)
 
 
-def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bool = True, preset: str = "performance",
-                      prefix: str = colorstr("OpenVINO:")):
-    """An INT8 copy of an OpenVINO model from NNCF post-training quantization for the CPU on the given images.
+def _nncf():
+    """The nncf module, or an ImportError saying how to install it."""
+    try:
+        import nncf
+    except ImportError as e:
+        raise ImportError("INT8 export needs the 'nncf' package: pip install nncf") from e
+    return nncf
+
+
+def quantization_settings(ov_model, keep_decode_float: bool = True, preset: str = "performance",
+                          prefix: str = colorstr("OpenVINO:")) -> dict:
+    """NNCF's arguments for this project's CPU quantization of ov_model (which gets its Slices made StridedSlices).
 
     keep_decode_float leaves the output convolutions and the decode after them in float: they are a small share of
     the time, and the boxes and scores come straight out of them. preset 'performance' quantizes activations
     symmetrically (signed int8, no zero point), 'mixed' gives them a zero point; the README's INT8 section has the
     figures behind both choices.
     """
-    try:
-        import nncf
-    except ImportError as e:
-        raise ImportError("INT8 export needs the 'nncf' package: pip install nncf") from e
+    nncf = _nncf()
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
     if preset not in presets:
         raise ValueError(f"INT8 preset '{preset}' is not one of {', '.join(presets)}")
@@ -146,15 +154,54 @@ def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bo
         names, layers = _walk_to_layers(ov_model)
         ignored = nncf.IgnoredScope(names=names + layers, validate=False) if names or layers else None
         LOGGER.info(f"{prefix} keeping the output convolutions and {len(names)} decode nodes after them in float")
-    LOGGER.info(f"{prefix} quantizing with nncf {nncf.__version__} ({preset} preset) on {len(images)} calibration "
-                f"images...")
+    return dict(preset=presets[preset], target_device=nncf.TargetDevice.CPU, ignored_scope=ignored)
+
+
+@contextmanager
+def quiet_nncf():
+    """NNCF logs one INFO line per node it leaves in float: keep its warnings only, inside this block."""
     nncf_logger = logging.getLogger("nncf")
     level = nncf_logger.level
-    nncf_logger.setLevel(logging.WARNING)  # it logs one INFO line per node it leaves in float
+    nncf_logger.setLevel(logging.WARNING)
     try:
-        with keep_signal_stack():  # NNCF compiles models on the CPU plugin: see utils/sigstack.py
-            return nncf.quantize(ov_model, nncf.Dataset(images), preset=presets[preset],
-                                 target_device=nncf.TargetDevice.CPU, subset_size=len(images),
-                                 ignored_scope=ignored)
+        yield
     finally:
         nncf_logger.setLevel(level)
+
+
+def quantize_openvino(ov_model, images: CalibrationImages, keep_decode_float: bool = True, preset: str = "performance",
+                      prefix: str = colorstr("OpenVINO:")):
+    """An INT8 copy of an OpenVINO model from NNCF post-training quantization for the CPU on the given images.
+
+    keep_decode_float and preset: see quantization_settings.
+    """
+    nncf = _nncf()
+    settings = quantization_settings(ov_model, keep_decode_float, preset, prefix)
+    LOGGER.info(f"{prefix} quantizing with nncf {nncf.__version__} ({preset} preset) on {len(images)} calibration "
+                f"images...")
+    with quiet_nncf(), keep_signal_stack():  # NNCF compiles models on the CPU plugin: see utils/sigstack.py
+        return nncf.quantize(ov_model, nncf.Dataset(images), subset_size=len(images), **settings)
+
+
+def quantize_openvino_accuracy(ov_model, images: CalibrationImages, items: list, validate: Callable, max_drop: float,
+                               transform: Callable | None = None, prefix: str = colorstr("OpenVINO:")):
+    """NNCF's accuracy-aware INT8 copy of ov_model: layers whose quantization costs `validate`'s metric go back to
+    float until the absolute drop is at most max_drop (or no layer is left to revert).
+
+    validate(compiled_model, items) -> float scores a compiled model on some of `items` (the validation data);
+    transform turns one item into the model's input array.
+    """
+    nncf = _nncf()
+    settings = quantization_settings(ov_model, prefix=prefix)
+    LOGGER.info(f"{prefix} accuracy-aware quantization with nncf {nncf.__version__} on {len(images)} calibration and "
+                f"{len(items)} validation images (max drop {max_drop})...")
+    with quiet_nncf(), keep_signal_stack():
+        return nncf.quantize_with_accuracy_control(
+            ov_model, nncf.Dataset(images), nncf.Dataset(items, transform), lambda m, data: (validate(m, data), None),
+            max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(images), **settings)
+
+
+def quantized_ops(ov_model) -> set[str]:
+    """Friendly names of the operations that read a FakeQuantize output: those that run in int8."""
+    return {op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() != "FakeQuantize" and
+            any(op.input_value(i).get_node().get_type_name() == "FakeQuantize" for i in range(op.get_input_size()))}

@@ -80,16 +80,20 @@ def _background(imgsz: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_shapes_image(rng: np.random.Generator, imgsz: int = 320, max_objects: int = MAX_OBJECTS,
-                      noise: bool = True, polygons: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      noise: bool = True, polygons: list | None = None, background: np.ndarray | None = None,
+                      size_range: tuple[float, float] = SIZE_RANGE, opacity: tuple[float, float] = (1.0, 1.0)
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """One BGR image and its labels (n, 5) as class, x1, y1, x2, y2 in pixels (x2, y2 exclusive).
 
     A list passed as polygons receives each label's exact outline, (k, 2) in pixels (circles as 64-gons).
+    background (imgsz x imgsz BGR, e.g. a photograph) replaces the generated one; size_range is the shape size as a
+    fraction of the image side; each shape is blended over the background at an opacity drawn from opacity.
     """
-    img = _background(imgsz, rng)
+    img = _background(imgsz, rng) if background is None else background.copy()
     n_target = 0 if rng.random() < 0.03 else int(rng.integers(1, max_objects + 1))  # a few background images
     owner = np.full((imgsz, imgsz), -1, dtype=np.int32)  # index of the shape seen at each pixel
     areas, visible, classes, boxes = [], [], [], []
-    lo, hi = SIZE_RANGE[0] * imgsz, SIZE_RANGE[1] * imgsz
+    lo, hi = size_range[0] * imgsz, size_range[1] * imgsz
     for _ in range(n_target * 10):  # placement attempts
         if len(classes) == n_target:
             break
@@ -114,7 +118,11 @@ def make_shapes_image(rng: np.random.Generator, imgsz: int = 320, max_objects: i
             polygons.append(outline)
         hsv = np.array([[[(HUES[cls] + rng.integers(-4, 5)) % 180, rng.integers(150, 256), rng.integers(150, 256)]]],
                        dtype=np.uint8)
-        img[ys, xs] = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+        colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+        if opacity != (1.0, 1.0):  # draws from rng only when asked, so the shapes datasets stay as they were
+            a = rng.uniform(*opacity)
+            colour = a * colour + (1 - a) * img[ys, xs].astype(np.float32)
+        img[ys, xs] = colour.astype(np.uint8) if colour.ndim == 1 else np.round(colour).astype(np.uint8)
     if noise:
         sigma = rng.uniform(3, 10)
         jitter = rng.standard_normal(img.shape, dtype=np.float32) * sigma

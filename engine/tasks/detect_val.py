@@ -113,15 +113,7 @@ class DetectionValidator(Validator):
                 LOGGER.info(f"Forcing --batch-size 1 square inference (1,3,{a.imgsz},{a.imgsz}) "
                             "for non-PyTorch models")
             self.data = check_dataset(a.data)
-
-        self.model.eval()
-        self.cuda = self.device.type != "cpu"
-        self.is_coco = is_coco_val(self.data.get("val"))
-        self.class_map = coco80_to_coco91_class() if self.is_coco else list(range(1000))
-        self.nc = 1 if a.single_cls else int(self.data["nc"])
-        self.iouv = torch.linspace(0.5, 0.95, 10, device=self.device)  # IoU thresholds for mAP@0.5:0.95
-        names = self.model.names if hasattr(self.model, "names") else self.model.module.names
-        self.names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else names
+        self.init_scoring()
         if not self.training:
             if self.pt and not a.single_cls:
                 ncm = model_nc(self.model.model)
@@ -134,6 +126,17 @@ class DetectionValidator(Validator):
             if not self.data.get(a.task):
                 raise ValueError(f"The data YAML has no '{a.task}' split to validate on")
             self.dataloader = self.build_dataloader(self.data[a.task], self.model.stride, pad, rect)
+
+    def init_scoring(self) -> None:
+        """Once model, device and data are set: eval mode, class count and map, IoU thresholds, class names."""
+        self.model.eval()
+        self.cuda = self.device.type != "cpu"
+        self.is_coco = is_coco_val(self.data.get("val"))
+        self.class_map = coco80_to_coco91_class() if self.is_coco else list(range(1000))
+        self.nc = 1 if self.args.single_cls else int(self.data["nc"])
+        self.iouv = torch.linspace(0.5, 0.95, 10, device=self.device)  # IoU thresholds for mAP@0.5:0.95
+        names = self.model.names if hasattr(self.model, "names") else self.model.module.names
+        self.names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else names
 
     def progress(self) -> Iterable:
         """The dataloader under a bar titled with the table's columns."""

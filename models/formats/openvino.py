@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,10 +39,13 @@ def export_openvino(onnx_file: Path, file: Path, metadata: dict, half: bool, pre
 
 
 def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str | Path, imgsz: list[int],
-                         images: int = 300, prefix: str = colorstr("OpenVINO INT8:"), calibration=None) -> Path:
+                         images: int = 300, prefix: str = colorstr("OpenVINO INT8:"), calibration=None,
+                         metric: Callable | None = None, max_drop: float = 0.01) -> Path:
     """INT8 OpenVINO model in <name>_int8_openvino_model/: the ONNX export quantized by NNCF on `data` train images.
 
-    calibration (an iterable of input arrays) replaces the detection images, e.g. a classifier's centre crops.
+    calibration (an iterable of input arrays) replaces the detection images, e.g. a classifier's centre crops. With
+    metric (a function returning a utils.int8_accuracy.AccuracyMetric) the drop is measured and, above max_drop,
+    NNCF's accuracy-aware quantization returns the layers that cost it to float.
     """
     ov = _openvino()
     from utils.quantize import CalibrationImages, quantize_openvino
@@ -50,7 +54,13 @@ def export_openvino_int8(onnx_file: Path, file: Path, metadata: dict, data: str 
     if imgsz[0] != imgsz[1]:
         raise ValueError(f"INT8 calibration letterboxes to a square as val.py does; got --imgsz {imgsz}")
     calibration = calibration or CalibrationImages(data, imgsz[0], int(metadata["stride"]), n=images)
-    quantized = quantize_openvino(ov.convert_model(str(onnx_file)), calibration, prefix=prefix)
+    if metric is None:
+        quantized = quantize_openvino(ov.convert_model(str(onnx_file)), calibration, prefix=prefix)
+    else:
+        from utils.int8_accuracy import quantize_within_drop
+
+        quantized = quantize_within_drop(lambda: ov.convert_model(str(onnx_file)), calibration, metric(), max_drop,
+                                         prefix=prefix).model
     f = int8_openvino_path(file)
     f.mkdir(parents=True, exist_ok=True)
     xml = f / file.with_suffix(".xml").name
@@ -74,7 +84,7 @@ def _export(ctx: ExportContext) -> Path:
     # classifiers calibrate on centre crops of their ImageFolder, as classify/val.py reads it
     images = calibration_images(o["data"], o["imgsz"][0], o["int8_images"]) if o["classifier"] else None
     return export_openvino_int8(onnx_file, ctx.file, ctx.metadata, o["data"], o["imgsz"], o["int8_images"],
-                                calibration=images)
+                                calibration=images, metric=ctx.int8_metric, max_drop=o.get("int8_max_drop", 0.01))
 
 
 def _check_layer(layer: torch.nn.Module, args: tuple, opset: int) -> None:

@@ -46,6 +46,7 @@ class ExportContext:
     written: dict[str, Path] = field(default_factory=dict)  # --include argument -> file, in this run
     compare: Callable[..., float] | None = None  # compare(file, **load_options): max |diff| from PyTorch's outputs
     unexportable: Callable[[str], str | None] | None = None  # unexportable(argument): the layer that fails, or None
+    int8_metric: Callable[[], Any] | None = None  # builds the metric --int8 holds (detection: val mAP50-95)
 
     @property
     def task(self) -> str:
