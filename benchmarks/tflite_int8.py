@@ -3,7 +3,8 @@
 Each checkpoint is exported to FP32 .tflite by the Exporter (as export.py --include tflite), then quantized by
 ai-edge-quantizer, which comes with litert-torch: weight-only INT8 (weight_only_wi8_afp32: int8 weights dequantized
 to float before each op), dynamic-range INT8 (dynamic_wi8_afp32: int8 weights, activations quantized at run time) and
-full static INT8 (static_wi8_ai8: activations too, calibrated on --data train images, never on random data).
+full static INT8 (static_wi8_ai8: activations too, calibrated on --data train images, never on random data), also
+with the Detect head's decoding left float.
 mAP50-95 by val.py at --imgsz; latency of the same variants exported at --time-imgsz, batch 1, interleaved.
 
 Usage:
@@ -30,8 +31,10 @@ from benchmarks.timing import loadavg  # noqa: E402
 from utils.general import LOGGER, print_args, set_logging  # noqa: E402
 from utils.quantize import CalibrationImages  # noqa: E402
 
-RECIPES = {"INT8 weight-only": "weight_only_wi8_afp32", "INT8 dynamic": "dynamic_wi8_afp32",
-           "INT8 static": "static_wi8_ai8"}  # ai-edge-quantizer's recipe functions (ai_edge_quantizer.recipe)
+# label: (ai-edge-quantizer's recipe function in ai_edge_quantizer.recipe, a regex of op scopes left float or None)
+RECIPES = {"INT8 weight-only": ("weight_only_wi8_afp32", None), "INT8 dynamic": ("dynamic_wi8_afp32", None),
+           "INT8 static": ("static_wi8_ai8", None),
+           "INT8 static, Detect float": ("static_wi8_ai8", "DetectFused|_output")}
 
 
 def calibration(data: str, imgsz: int, images: int) -> dict[str, list[dict]]:
@@ -39,12 +42,15 @@ def calibration(data: str, imgsz: int, images: int) -> dict[str, list[dict]]:
     return {"serving_default": [{"args_0": x} for x in CalibrationImages(data, imgsz, 32, n=images)]}
 
 
-def float_io_recipe(name: str) -> list[dict]:
-    """The recipe name with the model's input and output left float32, as DetectMultiBackend feeds and reads them.
+def float_io_recipe(name: str, float_scope: str | None = None) -> list[dict]:
+    """The recipe name with the model's input and output left float32, as DetectMultiBackend feeds and reads them,
+    and the ops whose scope matches float_scope not quantized.
 
     ai-edge-quantizer's ALL_SUPPORTED covers INPUT and OUTPUT: static_wi8_ai8 alone makes an int8-input model, which
     the project's LiteRT runner (and export.py's users) cannot feed. A later per-op entry overrides ALL_SUPPORTED, so
-    quantize and dequantize ops go inside the graph instead.
+    quantize and dequantize ops go inside the graph instead. float_scope="DetectFused|_output" keeps the head's
+    decoding float (the last op is scoped by the output's name): its one output holds pixel boxes (0 to imgsz) and
+    scores (0 to 1), which one int8 scale cannot both resolve (static_wi8_ai8 alone scored 0.05 of FP32's 0.32).
     """
     from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
 
@@ -52,6 +58,9 @@ def float_io_recipe(name: str) -> list[dict]:
     manager.load_quantization_recipe(getattr(recipe, name)())
     for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
         manager.add_quantization_config(".*", op, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    if float_scope:  # a later scope's entry wins over ".*" for the ops it matches
+        manager.add_quantization_config(float_scope, qtyping.TFLOperationName.ALL_SUPPORTED,
+                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
     return manager.get_quantization_recipe()
 
 
@@ -60,10 +69,11 @@ def quantized(fp32: Path, label: str, data: str, imgsz: int, images: int) -> Pat
     from ai_edge_quantizer import quantizer
 
     qt = quantizer.Quantizer(bytearray(fp32.read_bytes()))
-    qt.load_quantization_recipe(float_io_recipe(RECIPES[label]))
+    name, float_scope = RECIPES[label]
+    qt.load_quantization_recipe(float_io_recipe(name, float_scope))
     stats = qt.calibrate(calibration(data, imgsz, images), num_threads=torch.get_num_threads()) \
         if qt.need_calibration else None
-    out = fp32.with_name(f"{fp32.stem}-{RECIPES[label]}.tflite")
+    out = fp32.with_name(f"{fp32.stem}-{name}{'-' + float_scope if float_scope else ''}.tflite")
     out.write_bytes(bytes(qt.quantize(stats, enable_progress_report=False).quantized_model))
     with zipfile.ZipFile(fp32) as src, zipfile.ZipFile(out, "a") as dst:  # stride and names for DetectMultiBackend
         dst.writestr("meta.txt", src.read("meta.txt"))
