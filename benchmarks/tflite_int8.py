@@ -73,7 +73,7 @@ def quantized(fp32: Path, label: str, data: str, imgsz: int, images: int) -> Pat
     qt.load_quantization_recipe(float_io_recipe(name, float_scope))
     stats = qt.calibrate(calibration(data, imgsz, images), num_threads=torch.get_num_threads()) \
         if qt.need_calibration else None
-    out = fp32.with_name(f"{fp32.stem}-{name}{'-' + float_scope if float_scope else ''}.tflite")
+    out = fp32.with_name(f"{fp32.stem}-{name}{'-float_head' if float_scope else ''}.tflite")
     out.write_bytes(bytes(qt.quantize(stats, enable_progress_report=False).quantized_model))
     with zipfile.ZipFile(fp32) as src, zipfile.ZipFile(out, "a") as dst:  # stride and names for DetectMultiBackend
         dst.writestr("meta.txt", src.read("meta.txt"))
