@@ -137,3 +137,29 @@ def test_accuracy_benchmark_validates_pytorch_and_both_exports(tmp_path, caplog)
     assert {"PyTorch", "FP32", "FP16"} <= set(row) and all(0 <= row[k] <= 1 for k in ("PyTorch", "FP32", "FP16"))
     assert (tmp_path / "tiny.tflite").is_file() and (tmp_path / "tiny-fp16.tflite").is_file()
     assert "LiteRT mAP50-95 at 64 px" in caplog.text and f"{row['FP32'] - row['PyTorch']:+8.4f}" in caplog.text
+
+
+def test_int8_benchmark_keeps_float_io_and_scores_every_recipe(tmp_path, caplog):
+    _needs_litert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    from benchmarks import tflite_int8
+
+    weights = make_checkpoint(tmp_path / "tiny.pt")
+    root = generate_shapes_dataset(tmp_path / "shapes", train=2, val=2, imgsz=IMGSZ, seed=1)
+    tiny_data = tmp_path / "shapes.yaml"
+    tiny_data.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
+                                         "names": NAMES}))
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        out = tflite_int8.run(weights=[str(weights)], data=str(tiny_data), imgsz=IMGSZ, time_imgsz=IMGSZ, images=2,
+                              runs=1, warmup=0, project=str(tmp_path / "q"))
+    row = out[str(weights)]
+    assert set(row["map"]) == set(row["ms"]) == {"FP32", *tflite_int8.RECIPES}
+    assert all(0 <= v <= 1 for v in row["map"].values()) and all(v > 0 for v in row["ms"].values())
+    static = sorted((tmp_path / "q").glob("tiny_64-static_wi8_ai8*.tflite"))
+    assert len(static) == 2  # the whole graph, and the head left float
+    for f in static:  # DetectMultiBackend feeds and reads float32: the recipe must not quantize the model's I/O
+        interpreter = Interpreter(model_path=str(f))
+        assert interpreter.get_input_details()[0]["dtype"] == np.float32
+        assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    assert "LiteRT INT8 static, Detect float" in caplog.text
