@@ -34,6 +34,14 @@ def _needs_litert() -> None:
             pytest.skip(f"TFLite export needs the '{package}' package (pip install -r requirements-export.txt)")
 
 
+def _tiny_shapes_data(tmp_path, train: int, val: int):
+    """A dataset YAML over a generated shapes dataset of IMGSZ images in tmp_path."""
+    root = generate_shapes_dataset(tmp_path / "shapes", train=train, val=val, imgsz=IMGSZ, seed=1)
+    f = tmp_path / "shapes.yaml"
+    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "names": NAMES}))
+    return f
+
+
 def _image(size: int = IMGSZ) -> torch.Tensor:
     """The shapes image as a BCHW RGB batch of one."""
     im = shapes_image(size, size)[..., ::-1].transpose(2, 0, 1) / 255.0
@@ -127,10 +135,7 @@ def test_accuracy_benchmark_validates_pytorch_and_both_exports(tmp_path, caplog)
     from benchmarks import tflite_accuracy
 
     weights = make_checkpoint(tmp_path / "tiny.pt")
-    root = generate_shapes_dataset(tmp_path / "shapes", train=1, val=4, imgsz=IMGSZ, seed=1)
-    tiny_data = tmp_path / "shapes.yaml"
-    tiny_data.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
-                                         "names": NAMES}))
+    tiny_data = _tiny_shapes_data(tmp_path, train=1, val=4)
     with caplog.at_level(logging.INFO, logger="yolov5"):
         (row,) = tflite_accuracy.run(weights=(str(weights),), data=str(tiny_data), imgsz=IMGSZ,
                                      project=str(tmp_path / "v"))
@@ -146,10 +151,7 @@ def test_int8_benchmark_keeps_float_io_and_scores_every_recipe(tmp_path, caplog)
     from benchmarks import tflite_int8
 
     weights = make_checkpoint(tmp_path / "tiny.pt")
-    root = generate_shapes_dataset(tmp_path / "shapes", train=2, val=2, imgsz=IMGSZ, seed=1)
-    tiny_data = tmp_path / "shapes.yaml"
-    tiny_data.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
-                                         "names": NAMES}))
+    tiny_data = _tiny_shapes_data(tmp_path, train=2, val=2)
     with caplog.at_level(logging.INFO, logger="yolov5"):
         out = tflite_int8.run(weights=[str(weights)], data=str(tiny_data), imgsz=IMGSZ, time_imgsz=IMGSZ, images=2,
                               runs=1, warmup=0, project=str(tmp_path / "q"))
