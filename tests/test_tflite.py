@@ -34,6 +34,14 @@ def _needs_litert() -> None:
             pytest.skip(f"TFLite export needs the '{package}' package (pip install -r requirements-export.txt)")
 
 
+def _tiny_shapes_data(tmp_path, train: int, val: int):
+    """A dataset YAML over a generated shapes dataset of IMGSZ images in tmp_path."""
+    root = generate_shapes_dataset(tmp_path / "shapes", train=train, val=val, imgsz=IMGSZ, seed=1)
+    f = tmp_path / "shapes.yaml"
+    f.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "names": NAMES}))
+    return f
+
+
 def _image(size: int = IMGSZ) -> torch.Tensor:
     """The shapes image as a BCHW RGB batch of one."""
     im = shapes_image(size, size)[..., ::-1].transpose(2, 0, 1) / 255.0
@@ -127,13 +135,33 @@ def test_accuracy_benchmark_validates_pytorch_and_both_exports(tmp_path, caplog)
     from benchmarks import tflite_accuracy
 
     weights = make_checkpoint(tmp_path / "tiny.pt")
-    root = generate_shapes_dataset(tmp_path / "shapes", train=1, val=4, imgsz=IMGSZ, seed=1)
-    tiny_data = tmp_path / "shapes.yaml"
-    tiny_data.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
-                                         "names": NAMES}))
+    tiny_data = _tiny_shapes_data(tmp_path, train=1, val=4)
     with caplog.at_level(logging.INFO, logger="yolov5"):
         (row,) = tflite_accuracy.run(weights=(str(weights),), data=str(tiny_data), imgsz=IMGSZ,
                                      project=str(tmp_path / "v"))
     assert {"PyTorch", "FP32", "FP16"} <= set(row) and all(0 <= row[k] <= 1 for k in ("PyTorch", "FP32", "FP16"))
     assert (tmp_path / "tiny.tflite").is_file() and (tmp_path / "tiny-fp16.tflite").is_file()
     assert "LiteRT mAP50-95 at 64 px" in caplog.text and f"{row['FP32'] - row['PyTorch']:+8.4f}" in caplog.text
+
+
+def test_int8_benchmark_keeps_float_io_and_scores_every_recipe(tmp_path, caplog):
+    _needs_litert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    from benchmarks import tflite_int8
+
+    weights = make_checkpoint(tmp_path / "tiny.pt")
+    tiny_data = _tiny_shapes_data(tmp_path, train=2, val=2)
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        out = tflite_int8.run(weights=[str(weights)], data=str(tiny_data), imgsz=IMGSZ, time_imgsz=IMGSZ, images=2,
+                              runs=1, warmup=0, project=str(tmp_path / "q"))
+    row = out[str(weights)]
+    assert set(row["map"]) == set(row["ms"]) == {"FP32", *tflite_int8.RECIPES}
+    assert all(0 <= v <= 1 for v in row["map"].values()) and all(v > 0 for v in row["ms"].values())
+    static = sorted((tmp_path / "q").glob("tiny_64-static_wi8_ai8*.tflite"))
+    assert len(static) == 2  # the whole graph, and the head left float
+    for f in static:  # DetectMultiBackend feeds and reads float32: the recipe must not quantize the model's I/O
+        interpreter = Interpreter(model_path=str(f))
+        assert interpreter.get_input_details()[0]["dtype"] == np.float32
+        assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    assert "LiteRT INT8 static, Detect float" in caplog.text
