@@ -14,6 +14,7 @@ Usage:
     python export.py --weights yolov5s.pt --include torchscript onnx openvino
     python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml   # yolov5s_int8_openvino_model/
     python export.py --weights yolov5s.pt --include tflite --half                       # yolov5s-fp16.tflite, on CPU
+    python export.py --weights yolov5s.pt --include tflite --int8 --data shapes.yaml     # yolov5s-int8.tflite
     python export.py --weights yolov5s.pt --include openvino --int8 --data shapes.yaml --int8-max-drop 0.005
 
 Inference:
@@ -52,7 +53,7 @@ def run(data: str | Path | None = None, weights: str | Path = ROOT / "yolov5s.pt
         nms: bool = False, agnostic_nms: bool = False, topk_per_class: int = 100, topk_all: int = 100,
         iou_thres: float = 0.45, conf_thres: float = 0.25, int8: bool = False, int8_images: int = 300,
         int8_max_drop: float = 0.01, **kwargs) -> list[str]:
-    """Export weights to each format in include (OpenVINO as INT8 with int8); returns the written paths.
+    """Export weights to each format in include (OpenVINO and TFLite as INT8 with int8); returns the written paths.
 
     keras ... conf_thres are v7.0's TensorFlow and TensorRT options: accepted, reported when set, otherwise unused.
     """
@@ -92,10 +93,11 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--topk-all", type=int, default=100, help="TensorFlow NMS: boxes kept in all (not exported here)")
     add("--iou-thres", type=float, default=0.45, help="TensorFlow NMS: overlap limit (not exported here)")
     add("--conf-thres", type=float, default=0.25, help="TensorFlow NMS: lowest confidence (not exported here)")
-    add("--int8", action="store_true", help="OpenVINO: INT8 quantization with NNCF, calibrated on --data")
+    add("--int8", action="store_true", help="OpenVINO (NNCF) and TFLite (ai-edge-quantizer): INT8, calibrated on --data")
     add("--int8-images", type=int, default=300, help="INT8: number of --data train images to calibrate on")
     add("--int8-max-drop", type=float, default=0.01,
-        help="INT8: most val mAP50-95 to lose; above it, layers that cost accuracy go back to float")
+        help="INT8: most val mAP50-95 to lose; above it OpenVINO returns the layers that cost it to "
+             "float, TFLite falls back to dynamic-range INT8")
     add("--include", nargs="+", default=["torchscript"],
         help=f"formats: {', '.join(exportable())} (others of YOLOv5's list are not supported)")
     opt = parser.parse_args(argv)

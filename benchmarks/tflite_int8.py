@@ -3,8 +3,9 @@
 Each checkpoint is exported to FP32 .tflite by the Exporter (as export.py --include tflite), then quantized by
 ai-edge-quantizer, which comes with litert-torch: weight-only INT8 (weight_only_wi8_afp32: int8 weights dequantized
 to float before each op), dynamic-range INT8 (dynamic_wi8_afp32: int8 weights, activations quantized at run time) and
-full static INT8 (static_wi8_ai8: activations too, calibrated on --data train images, never on random data), also
-with the Detect head's decoding left float.
+full static INT8 (static_wi8_ai8: activations too, calibrated on --data train images, never on random data), each
+applied to the whole model; and what export.py --include tflite --int8 writes (static with the head left float, or
+dynamic-range where static loses more than --int8-max-drop on --data's val images).
 mAP50-95 by val.py at --imgsz; latency of the same variants exported at --time-imgsz, batch 1, interleaved.
 
 Usage:
@@ -28,53 +29,22 @@ import torch  # noqa: E402
 import val  # noqa: E402
 from benchmarks.mobile import exported, time_files  # noqa: E402
 from benchmarks.timing import loadavg  # noqa: E402
+from models.formats.tflite_int8 import DYNAMIC, STATIC, int8_recipe, quantize  # noqa: E402
 from utils.general import LOGGER, print_args, set_logging  # noqa: E402
 from utils.quantize import CalibrationImages  # noqa: E402
 
-# label: (ai-edge-quantizer's recipe function in ai_edge_quantizer.recipe, a regex of op scopes left float or None)
-RECIPES = {"INT8 weight-only": ("weight_only_wi8_afp32", None), "INT8 dynamic": ("dynamic_wi8_afp32", None),
-           "INT8 static": ("static_wi8_ai8", None),
-           "INT8 static, Detect float": ("static_wi8_ai8", "DetectFused|_output")}
-
-
-def calibration(data: str, imgsz: int, images: int) -> dict[str, list[dict]]:
-    """--data train images, letterboxed as val.py feeds the model, in ai-edge-quantizer's calibration form."""
-    return {"serving_default": [{"args_0": x} for x in CalibrationImages(data, imgsz, 32, n=images)]}
-
-
-def float_io_recipe(name: str, float_scope: str | None = None) -> list[dict]:
-    """The recipe name with the model's input and output left float32, as DetectMultiBackend feeds and reads them,
-    and the ops whose scope matches float_scope not quantized.
-
-    ai-edge-quantizer's ALL_SUPPORTED covers INPUT and OUTPUT: static_wi8_ai8 alone makes an int8-input model, which
-    the project's LiteRT runner (and export.py's users) cannot feed. A later per-op entry overrides ALL_SUPPORTED, so
-    quantize and dequantize ops go inside the graph instead. float_scope="DetectFused|_output" keeps the head's
-    decoding float (the last op is scoped by the output's name): its one output holds pixel boxes (0 to imgsz) and
-    scores (0 to 1), which one int8 scale cannot both resolve (static_wi8_ai8 alone scored 0.05 of FP32's 0.32).
-    """
-    from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
-
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(getattr(recipe, name)())
-    for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
-        manager.add_quantization_config(".*", op, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    if float_scope:  # a later scope's entry wins over ".*" for the ops it matches
-        manager.add_quantization_config(float_scope, qtyping.TFLOperationName.ALL_SUPPORTED,
-                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    return manager.get_quantization_recipe()
+# label: ai-edge-quantizer's recipe function in ai_edge_quantizer.recipe, applied to the whole model
+RECIPES = {"INT8 weight-only": "weight_only_wi8_afp32", "INT8 dynamic": DYNAMIC, "INT8 static": STATIC}
+EXPORT = "export.py --int8"  # the row of what export.py writes: static with the head float, or dynamic (see there)
 
 
 def quantized(fp32: Path, label: str, data: str, imgsz: int, images: int) -> Path:
-    """fp32 quantized by the recipe of label, written beside it with the FP32 export's appended meta.txt."""
-    from ai_edge_quantizer import quantizer
-
-    qt = quantizer.Quantizer(bytearray(fp32.read_bytes()))
-    name, float_scope = RECIPES[label]
-    qt.load_quantization_recipe(float_io_recipe(name, float_scope))
-    stats = qt.calibrate(calibration(data, imgsz, images), num_threads=torch.get_num_threads()) \
-        if qt.need_calibration else None
-    out = fp32.with_name(f"{fp32.stem}-{name}{'-float_head' if float_scope else ''}.tflite")
-    out.write_bytes(bytes(qt.quantize(stats, enable_progress_report=False).quantized_model))
+    """fp32 quantized whole by the recipe of label (input and output kept float32, static calibrated on --data train
+    images), written beside it with the FP32 export's appended meta.txt."""
+    name = RECIPES[label]
+    calibration = CalibrationImages(data, imgsz, 32, n=images) if name == STATIC else None
+    out = fp32.with_name(f"{fp32.stem}-{name}.tflite")
+    out.write_bytes(quantize(fp32.read_bytes(), int8_recipe(name), calibration))
     with zipfile.ZipFile(fp32) as src, zipfile.ZipFile(out, "a") as dst:  # stride and names for DetectMultiBackend
         dst.writestr("meta.txt", src.read("meta.txt"))
     return out
@@ -86,9 +56,10 @@ def variants(weights: Path, data: str, imgsz: int, images: int, work: Path) -> d
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(weights, ckpt)
     fp32 = exported(ckpt, "tflite", imgsz)
-    if fp32 is None:
-        raise RuntimeError(f"{weights}: LiteRT FP32 export failed (see the log above)")
-    return {"FP32": fp32, **{k: quantized(fp32, k, data, imgsz, images) for k in RECIPES}}
+    int8 = exported(ckpt, "tflite", imgsz, data=data, int8=True, int8_images=images)
+    if fp32 is None or int8 is None:
+        raise RuntimeError(f"{weights}: LiteRT export failed (see the log above)")
+    return {"FP32": fp32, **{k: quantized(fp32, k, data, imgsz, images) for k in RECIPES}, EXPORT: int8}
 
 
 def run(weights: list[str], data: str, imgsz: int = 160, time_imgsz: int = 640, images: int = 100,

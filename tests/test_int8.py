@@ -118,7 +118,7 @@ def test_int8_without_data_fails_clearly(exported):
 
 
 def test_int8_without_openvino_fails_clearly(exported):
-    with pytest.raises(ValueError, match="OpenVINO exports only"):
+    with pytest.raises(ValueError, match="quantizes OpenVINO and TensorFlow Lite exports only"):
         export.run(weights=exported["weights"], imgsz=(IMGSZ, IMGSZ), include=["onnx"], int8=True,
                    data=exported["data"])
 

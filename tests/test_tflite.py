@@ -22,6 +22,7 @@ from models.backends import DetectMultiBackend
 from models.experimental import attempt_load
 from models.formats.tflite import standard_layout, tflite_path
 from tests.fixtures.inference import NAMES, make_checkpoint, shapes_image
+from utils.int8_accuracy import AccuracyMetric
 from utils.shapes import generate_shapes_dataset
 
 IMGSZ = 64
@@ -156,12 +157,85 @@ def test_int8_benchmark_keeps_float_io_and_scores_every_recipe(tmp_path, caplog)
         out = tflite_int8.run(weights=[str(weights)], data=str(tiny_data), imgsz=IMGSZ, time_imgsz=IMGSZ, images=2,
                               runs=1, warmup=0, project=str(tmp_path / "q"))
     row = out[str(weights)]
-    assert set(row["map"]) == set(row["ms"]) == {"FP32", *tflite_int8.RECIPES}
+    assert set(row["map"]) == set(row["ms"]) == {"FP32", *tflite_int8.RECIPES, tflite_int8.EXPORT}
     assert all(0 <= v <= 1 for v in row["map"].values()) and all(v > 0 for v in row["ms"].values())
-    static = sorted((tmp_path / "q").glob("tiny_64-static_wi8_ai8*.tflite"))
-    assert len(static) == 2  # the whole graph, and the head left float
-    for f in static:  # DetectMultiBackend feeds and reads float32: the recipe must not quantize the model's I/O
+    quantized = [tmp_path / "q" / f"tiny_64-{r}.tflite" for r in ("static_wi8_ai8", "dynamic_wi8_afp32", "int8")]
+    for f in quantized:  # DetectMultiBackend feeds and reads float32: the recipe must not quantize the model's I/O
         interpreter = Interpreter(model_path=str(f))
         assert interpreter.get_input_details()[0]["dtype"] == np.float32
         assert interpreter.get_output_details()[0]["dtype"] == np.float32
-    assert "LiteRT INT8 static, Detect float" in caplog.text
+    assert "LiteRT export.py --int8" in caplog.text
+
+
+def _tensor_types(f) -> tuple[set, set]:
+    """The dtypes of a LiteRT model's tensors, and of the tensors its head's ops (scoped DetectFused) produce."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    tensors = Interpreter(model_path=str(f)).get_tensor_details()
+    return {d["dtype"] for d in tensors}, {d["dtype"] for d in tensors if "DetectFused" in d["name"]}
+
+
+@torch.no_grad()
+def test_int8_calibrates_on_data_and_keeps_float_io_and_head(tmp_path, caplog):
+    _needs_litert()
+    weights = make_checkpoint(tmp_path / "tiny.pt")
+    data = _tiny_shapes_data(tmp_path, train=3, val=2)
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        (f,) = export.run(weights=weights, imgsz=(IMGSZ, IMGSZ), include=["tflite"], int8=True, data=str(data),
+                          int8_images=3)
+    assert f == str(tflite_path(weights, int8=True)) and f.endswith("tiny-int8.tflite")  # v7.0's name
+    assert "calibrated on 3 images" in caplog.text and "mAP50-95 on 2 val images: FP32" in caplog.text
+    with zipfile.ZipFile(f) as z:
+        meta = json.loads(z.read("meta.txt"))
+    assert meta["int8"] == "static_wi8_ai8" and meta["half"] is False and meta["task"] == "detect"
+    types, head = _tensor_types(f)
+    assert np.int8 in types  # weights and activations in int8 ...
+    assert head and np.int8 not in head  # ... but not in the head, whose output mixes pixel boxes and 0-1 scores
+    backend = DetectMultiBackend(f)
+    assert backend.tflite and backend.stride == 32 and backend.names == NAMES
+    im = _image()
+    y, y_pt = backend(im), DetectMultiBackend(weights)(im)[0]
+    y = y[0] if isinstance(y, list) else y
+    assert y.shape == y_pt.shape and not torch.equal(y, y_pt)
+    assert float((y - y_pt).abs().max()) <= 0.05 * float(y_pt.abs().max())  # int8 error, not a different model
+
+
+def test_int8_falls_back_to_dynamic_range_when_static_loses_more_than_max_drop(tmp_path, caplog):
+    """A metric that any quantization error lowers (agreement with FP32's output on a real image) and a bound of 0:
+    static's drop is over it, so the dynamic-range model is scored and kept when it agrees better."""
+    _needs_litert()
+    from models.formats.tflite_int8 import export_tflite_int8
+
+    model = attempt_load(str(make_checkpoint(tmp_path / "tiny.pt")), device=torch.device("cpu"), fuse=True).eval()
+    im = _image()
+    with torch.no_grad():
+        for _ in range(2):
+            y_pt = model(im)[0].numpy()
+    scores = {}
+
+    def agreement(compiled, items):
+        score = -float(np.abs(compiled(im.numpy())[0] - y_pt).max())
+        scores[len(scores)] = score
+        return score
+
+    metric = AccuracyMetric("agreement", [0], agreement, lambda i: im.numpy())
+    calibration = [im.numpy()] * 2
+    with caplog.at_level(logging.INFO, logger="yolov5"):
+        f = export_tflite_int8(model, im, tmp_path / "tiny.pt", {"stride": 32, "names": NAMES}, calibration,
+                               metric=lambda: metric, max_drop=0.0)
+    fp32, static, dynamic = scores[0], scores[1], scores[2]  # scored in this order
+    assert fp32 == pytest.approx(0.0, abs=1e-3) and static < fp32 and dynamic < fp32
+    assert "dynamic-range INT8 (dynamic_wi8_afp32)" in caplog.text
+    with zipfile.ZipFile(f) as z:
+        kept = json.loads(z.read("meta.txt"))["int8"]
+    assert kept == ("dynamic_wi8_afp32" if dynamic > static else "static_wi8_ai8")
+    assert "over --int8-max-drop 0.0 with both recipes" in caplog.text
+
+
+def test_int8_refusals_name_the_formats_it_quantizes(tmp_path):
+    weights = make_checkpoint(tmp_path / "tiny.pt")
+    with pytest.raises(ValueError, match="--int8 needs --data"):
+        export.run(weights=weights, imgsz=(IMGSZ, IMGSZ), include=["tflite"], int8=True)
+    with pytest.raises(ValueError, match="quantizes OpenVINO and TensorFlow Lite exports only; add --include "
+                                         "openvino or tflite"):
+        export.run(weights=weights, imgsz=(IMGSZ, IMGSZ), include=["onnx"], int8=True, data="shapes.yaml")

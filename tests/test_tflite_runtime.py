@@ -1,6 +1,7 @@
 """LiteRT models run without the converter: the committed exports of tests/fixtures/tflite (tests/fixtures/tflite/
 make.py) load in DetectMultiBackend with their metadata, match their PyTorch checkpoints, run in every task's predict
 and val scripts, and a damaged file fails naming it. Only ai-edge-litert (requirements.txt) is needed, not litert-torch.
+The INT8 detection export (export.py --int8, calibrated on generated shapes images) is held to int8's error.
 """
 
 from __future__ import annotations
@@ -139,6 +140,35 @@ def test_classify_predict_and_val_run_on_the_fixture(tmp_path):
     acc = {name: cls_val.run(data=str(root), weights=w, imgsz=64, batch_size=2, workers=0, project=str(tmp_path),
                              name=f"val-{name}")[:2] for name, w in _runs("classify")}
     assert acc["tflite"] == pytest.approx(acc["pt"], abs=1e-6) and acc["pt"][1] > 0  # top-1 and top-5 on 6 images
+
+
+@torch.no_grad()
+def test_int8_fixture_is_quantized_with_float_io_and_close_to_pytorch(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    f = FIXTURES / "detect-int8.tflite"
+    backend = DetectMultiBackend(f)
+    assert backend.tflite and backend.names == NAMES and backend.meta["int8"] == "static_wi8_ai8"
+    interpreter = Interpreter(model_path=str(f))
+    tensors = interpreter.get_tensor_details()
+    assert np.int8 in {d["dtype"] for d in tensors}  # the backbone and neck compute in int8 ...
+    head = {d["dtype"] for d in tensors if "DetectFused" in d["name"]}
+    assert head and np.int8 not in head  # ... the head, whose output mixes pixel boxes and 0-1 scores, in float
+    assert interpreter.get_input_details()[0]["dtype"] == interpreter.get_output_details()[0]["dtype"] == np.float32
+    im = _image(96)
+    y, y_pt = _outputs(backend(im), "detect")[0], _outputs(DetectMultiBackend(FIXTURES / "detect.pt")(im), "detect")[0]
+    assert y.shape == y_pt.shape and not torch.equal(y, y_pt)  # quantized: not the FP32 model
+    d = (y - y_pt).abs()
+    assert float(d[..., :4].max()) <= 0.02 * float(y_pt[..., :4].abs().max())  # boxes within 2% of the largest
+    assert float(d[..., 4:].max()) <= 0.01  # objectness and class scores
+    cv2.imwrite(str(tmp_path / "shapes.jpg"), shapes_image(96, 96, seed=3))
+    save_dir = detect.run(weights=str(f), source=tmp_path / "shapes.jpg", imgsz=(96, 96), conf_thres=0.3,
+                          project=tmp_path, name="int8", save_txt=True)
+    assert (save_dir / "shapes.jpg").is_file() and (save_dir / "labels" / "shapes.txt").is_file()
+    kw = _val_options(tmp_path, "detect")
+    results = {name: val.run(weights=str(FIXTURES / w), name=f"val-{name}", **kw)[0]
+               for name, w in (("pt", "detect.pt"), ("int8", "detect-int8.tflite"))}
+    assert np.allclose(results["int8"][:4], results["pt"][:4], rtol=0, atol=0.05)  # P, R, mAP50, mAP50-95
 
 
 def test_damaged_fixture_fails_naming_it(tmp_path):

@@ -1,15 +1,18 @@
-"""TensorFlow Lite / LiteRT (<name>.tflite, <name>-fp16.tflite): converted from PyTorch by litert-torch, run by
-ai-edge-litert.
+"""TensorFlow Lite / LiteRT (<name>.tflite, <name>-fp16.tflite, <name>-int8.tflite): converted from PyTorch by
+litert-torch, run by ai-edge-litert.
 
 The input stays NCHW float32, as PyTorch's. Stride and names are stored as YOLOv5 v7.0 stores them, with the task,
-input shape and --half beside them: meta.txt in a zip archive appended to the model, which the interpreter ignores.
-With --half the convolution weights are stored in float16 and dequantized by the graph (v7.0's -fp16.tflite), by
-ai-edge-quantizer, which comes with litert-torch.
+input shape and precision beside them: meta.txt in a zip archive appended to the model, which the interpreter ignores.
+ai-edge-quantizer, which comes with litert-torch, writes the other precisions from the FP32 model:
+- --half: convolution weights stored in float16, dequantized by the graph (v7.0's -fp16.tflite);
+- --int8: int8 weights and activations, calibrated on --data train images, with the head left float (models/formats/
+  tflite_int8.py); the input and output stay float32.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import itertools
 import json
 import zipfile
@@ -64,30 +67,54 @@ def fp16_weights(model: bytes) -> bytes:
     return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
 
-def tflite_path(weights: str | Path, half: bool = False) -> Path:
-    """Where the export of weights goes: best.pt -> best.tflite, with --half best-fp16.tflite (v7.0's name)."""
+def tflite_path(weights: str | Path, half: bool = False, int8: bool = False) -> Path:
+    """Where the export of weights goes: best.pt -> best.tflite, best-fp16.tflite with --half and best-int8.tflite
+    with --int8 (v7.0's names)."""
     w = Path(weights)
-    return w.with_name(f"{w.stem}-fp16.tflite") if half else TFLITE.path(w)
+    return w.with_name(f"{w.stem}-int8.tflite") if int8 else w.with_name(f"{w.stem}-fp16.tflite") if half else \
+        TFLITE.path(w)
+
+
+def convert(model: torch.nn.Module, im: torch.Tensor, prefix: str = colorstr("TFLite:")) -> bytes:
+    """The FP32 LiteRT model of model on inputs shaped as im, converted by litert-torch."""
+    litert_torch = _litert_torch()
+    from importlib.metadata import version
+
+    LOGGER.info(f"\n{prefix} starting export with litert-torch {version('litert-torch')}...")
+    return litert_torch.convert(standard_layout(model), (im.float().contiguous(),)).model_content()
+
+
+def write_tflite(f: Path, model: bytes, metadata: dict) -> Path:
+    """Write the LiteRT model to f with metadata appended as meta.txt in a zip archive."""
+    f.write_bytes(model)
+    with zipfile.ZipFile(f, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("meta.txt", json.dumps(metadata))
+    return f
 
 
 def export_tflite(model: torch.nn.Module, im: torch.Tensor, file: Path, metadata: dict, half: bool = False,
                   prefix: str = colorstr("TFLite:")) -> Path:
     """Convert the model with litert-torch to <name>.tflite (FP32) or <name>-fp16.tflite, and append its metadata."""
-    litert_torch = _litert_torch()
-    from importlib.metadata import version
-
-    LOGGER.info(f"\n{prefix} starting export with litert-torch {version('litert-torch')}...")
-    f = tflite_path(file, half)
-    data = litert_torch.convert(standard_layout(model), (im.float().contiguous(),)).model_content()
-    f.write_bytes(fp16_weights(data) if half else data)
-    with zipfile.ZipFile(f, "a", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("meta.txt", json.dumps({**metadata, "shape": list(im.shape), "half": bool(half)}))
-    return f
+    data = convert(model, im, prefix)
+    return write_tflite(tflite_path(file, half), fp16_weights(data) if half else data,
+                        {**metadata, "shape": list(im.shape), "half": bool(half)})
 
 
 def _export(ctx: ExportContext) -> Path:
-    """The registry's call: export_tflite on the prepared model (its task in the metadata), FP16 weights with --half."""
-    return export_tflite(ctx.model, ctx.im, ctx.file, {**ctx.metadata, "task": ctx.task}, ctx.options["half"])
+    """The registry's call: export_tflite on the prepared model (its task in the metadata), FP16 weights with --half,
+    INT8 calibrated on --data with --int8."""
+    o, metadata = ctx.options, {**ctx.metadata, "task": ctx.task}
+    if not o["int8"]:
+        return export_tflite(ctx.model, ctx.im, ctx.file, metadata, o["half"])
+    from models.formats.tflite_int8 import export_tflite_int8
+    from utils.classify_data import calibration_images
+    from utils.quantize import CalibrationImages
+
+    # classifiers calibrate on centre crops of their ImageFolder, as classify/val.py reads it
+    images = calibration_images(o["data"], o["imgsz"][0], o["int8_images"]) if o["classifier"] else \
+        CalibrationImages(o["data"], o["imgsz"][0], int(ctx.metadata["stride"]), n=o["int8_images"])
+    return export_tflite_int8(ctx.model, ctx.im, ctx.file, metadata, images, metric=ctx.int8_metric,
+                              max_drop=o.get("int8_max_drop", 0.01))
 
 
 def _check_layer(layer: torch.nn.Module, args: tuple, opset: int) -> None:
@@ -108,41 +135,50 @@ def tflite_metadata(f: Path) -> dict:
         return {}
 
 
+class LiteRTModel:
+    """A LiteRT model (a file or its bytes) in ai-edge-litert's interpreter, called on one float32 input of the
+    exported shape; returns every output. export.py --int8 scores models in memory with it."""
+
+    def __init__(self, model_path: str | None = None, model_content: bytes | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=model_path, model_content=model_content,
+                                       num_threads=torch.get_num_threads())
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.outputs = self.interpreter.get_output_details()
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for x."""
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, dtype=np.float32))
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(o["index"]).copy() for o in self.outputs]
+
+
 class TFLiteRunner(Runner):
     """A .tflite model in LiteRT's interpreter (ai-edge-litert) on the CPU."""
 
     def __init__(self, w: str, device: torch.device, **_):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as e:
-            raise ImportError(f"{w}: TFLite models need the 'ai-edge-litert' package (pip install "
-                              f"ai-edge-litert)") from e
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            raise ImportError(f"{w}: TFLite models need the 'ai-edge-litert' package (pip install ai-edge-litert)")
         LOGGER.info(f"Loading {w} for TensorFlow Lite (LiteRT) inference...")
         with open(w, "rb") as fh:
             head = fh.read(8)
         if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
             raise ValueError(f"{w}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier at byte 4)")
         try:
-            self.interpreter = Interpreter(model_path=w, num_threads=torch.get_num_threads())
-            self.interpreter.allocate_tensors()
+            self.forward = LiteRTModel(model_path=w)  # the model's outputs for one input of the exported shape
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{w}: LiteRT could not load this model (corrupt or truncated): {e}") from e
-        self.input = self.interpreter.get_input_details()[0]
-        self.outputs = self.interpreter.get_output_details()
+        self.input = self.forward.input
         self.meta = tflite_metadata(Path(w))
 
     def __call__(self, im: torch.Tensor, augment: bool = False, visualize: bool = False) -> list[np.ndarray]:
         """Every output, image by image when a batch-1 model gets a larger batch."""
         return run_fixed_shape(self.forward, im.cpu().float().numpy(), list(self.input["shape"]), "TFLite")
 
-    def forward(self, x: np.ndarray) -> list[np.ndarray]:
-        """The model's outputs for one input of the exported shape."""
-        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, dtype=np.float32))
-        self.interpreter.invoke()
-        return [self.interpreter.get_tensor(o["index"]).copy() for o in self.outputs]
-
 
 # replaces unsupported.py's TensorFlow Lite row (in v7.0's place), or keeps that module from adding it
 TFLITE = register(ExportFormat("TensorFlow Lite", "tflite", ".tflite", "tflite", export=_export, load=TFLiteRunner,
                                requirements=("litert_torch", "ai_edge_litert"), check_layer=_check_layer,
-                               half_on_cpu=True))
+                               half_on_cpu=True, int8=True))
