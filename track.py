@@ -13,10 +13,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine.options import parse_predict_opt, predict_parser
 from models.backends import DetectMultiBackend
 from trackers.predictor import DetectionTracker, SegmentationTracker, TrackOptions
 from utils.general import ROOT, print_args, set_logging
 from utils.torch_utils import select_device, smart_inference_mode
+
+# detect.py's flags that tracking has no use for: a track is drawn and saved whole, one pass per frame
+UNUSED_PREDICT_FLAGS = ("--save-conf", "--augment", "--visualize", "--update", "--cam", "--cam-layer")
+HELPS = {"--weights": "model file: .pt, .torchscript, .onnx or OpenVINO",
+         "--source": "video, folder of frames, glob, stream URL; 0: webcam",
+         "--conf-thres": "lowest confidence of a box handed to the tracker",
+         "--save-txt": "write labels/<source stem>.txt in MOTChallenge format",
+         "--save-crop": "save each tracked box as an image under crops/<class>/",
+         "--classes": "track only these class indices, e.g. --classes 0 2",
+         "--hide-labels": "draw boxes without ids, class names and confidences",
+         "--hide-conf": "draw ids and class names without confidences"}
 
 
 def is_segmentation(model: DetectMultiBackend) -> bool:
@@ -49,36 +61,17 @@ def run(weights: str | Path = ROOT / "yolov5s.pt", source: str | Path = ROOT / "
 
 def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse track.py's flags: detect.py's that apply to tracking, and the tracker's."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = predict_parser(__doc__.split("\n")[0], skip=UNUSED_PREDICT_FLAGS, helps=HELPS)
+    parser.set_defaults(conf_thres=0.1, project=ROOT / "runs/track")
     add = parser.add_argument
-    add("--weights", type=str, default=ROOT / "yolov5s.pt", help="model file: .pt, .torchscript, .onnx or OpenVINO")
-    add("--source", type=str, default=ROOT / "data/images", help="video, folder of frames, glob, stream URL; 0: webcam")
     add("--tracker", type=str, default="bytetrack.yaml", help="tracker YAML: bytetrack.yaml, botsort.yaml or a path")
-    add("--data", type=str, default=None, help="dataset YAML for class names the model does not carry (optional)")
-    add("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="input size: one side, or h w")
-    add("--conf-thres", type=float, default=0.1, help="lowest confidence of a box handed to the tracker")
-    add("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
-    add("--max-det", type=int, default=1000, help="at most this many detections per frame")
-    add("--device", default="", help="cpu, or CUDA device ids such as 0")
-    add("--view-img", action="store_true", help="show each annotated frame in a window")
-    add("--save-txt", action="store_true", help="write labels/<source stem>.txt in MOTChallenge format")
-    add("--save-crop", action="store_true", help="save each tracked box as an image under crops/<class>/")
-    add("--nosave", action="store_true", help="write no annotated images or videos")
-    add("--classes", nargs="+", type=int, help="track only these class indices, e.g. --classes 0 2")
-    add("--agnostic-nms", action="store_true", help="suppress overlaps across classes")
-    add("--project", default=ROOT / "runs/track", help="folder that holds the run folders")
-    add("--name", default="exp", help="run folder name under --project, numbered when taken")
-    add("--exist-ok", action="store_true", help="reuse --project/--name instead of numbering a new folder")
-    add("--line-thickness", default=3, type=int, help="box thickness at 640 px (scales with image)")
-    add("--hide-labels", action="store_true", help="draw boxes without ids, class names and confidences")
-    add("--hide-conf", action="store_true", help="draw ids and class names without confidences")
-    add("--half", action="store_true", help="FP16 inference on CUDA; bf16 on CPUs that have it")
-    add("--dnn", action="store_true", help="run ONNX models with OpenCV DNN instead of ONNX Runtime")
-    add("--vid-stride", type=int, default=1, help="read every Nth video frame")
     add("--retina-masks", action="store_true", help="segmentation models: masks at the original resolution")
     add("--trails", type=int, default=0, help="draw each track's path over its last N frames")
     add("--eval", type=str, default=None, help="MOTChallenge gt.txt: print HOTA, MOTA, IDF1, IDSW, FP and FN")
-    return parser.parse_args(argv)
+    opt = parse_predict_opt(argv, parser)
+    if isinstance(opt.weights, list):
+        parser.error(f"--weights: track.py follows objects with one model, got {len(opt.weights)}")
+    return opt
 
 
 def main(opt: argparse.Namespace) -> Path:

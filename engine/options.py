@@ -173,10 +173,18 @@ def classify_val_parser() -> argparse.ArgumentParser:
 
 
 def predict_parser(description: str = "Run YOLOv5 detection on images, videos, folders, globs, .txt lists, webcams "
-                                      "and streams.") -> argparse.ArgumentParser:
-    """Command-line flags as YOLOv5 v7.0's detect.py names them; segment/predict.py adds to them."""
-    parser = argparse.ArgumentParser(description=description)
-    add = parser.add_argument
+                                      "and streams.", skip: tuple[str, ...] = (), helps: dict[str, str] | None = None
+                   ) -> argparse.ArgumentParser:
+    """Command-line flags as YOLOv5 v7.0's detect.py names them; segment/predict.py and track.py add to them.
+
+    skip: flags left out (a script that has no use for them); helps: another help text for a flag, by its name.
+    """
+    parser, helps = argparse.ArgumentParser(description=description), helps or {}
+
+    def add(*names: str, **kwargs) -> None:
+        if names[0] not in skip:
+            parser.add_argument(*names, **{**kwargs, "help": helps.get(names[0], kwargs.get("help"))})
+
     add("--weights", nargs="+", type=str, default=ROOT / "yolov5s.pt",
         help="model file(s): .pt, .torchscript, .onnx or an _openvino_model folder")
     add("--source", type=str, default=ROOT / "data/images",

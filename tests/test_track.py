@@ -1,5 +1,6 @@
 """track.py end to end: video and MOT file for both trackers, segmentation, frame folders, --eval, bad input."""
 
+import inspect
 import shutil
 
 import cv2
@@ -134,3 +135,13 @@ def test_unknown_tracker_and_missing_ground_truth(assets, tmp_path):
 def test_offline_stream_fails_fast(assets, tmp_path):
     with pytest.raises(ConnectionError, match="Failed to open stream"):
         run(assets, tmp_path, source="rtsp://127.0.0.1:9/live", tracker=assets["cfg"]["bytetrack"])
+
+
+def test_cli_takes_detect_flags_that_apply_and_one_model():
+    opt = track.parse_opt(["--weights", "a.pt", "--classes", "0", "2", "--vid-stride", "2", "--trails", "5"])
+    assert opt.weights == "a.pt" and opt.classes == [0, 2] and opt.vid_stride == 2 and opt.trails == 5
+    assert opt.conf_thres == 0.1 and str(opt.project).endswith("runs/track")  # tracking's own defaults
+    assert set(vars(opt)) == set(inspect.signature(track.run).parameters)  # every flag reaches run(), and no other
+    for argv in (["--weights", "a.pt", "b.pt"], ["--augment"]):  # one model; detect.py's test-time flags are not here
+        with pytest.raises(SystemExit):
+            track.parse_opt(argv)
