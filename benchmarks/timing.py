@@ -59,20 +59,11 @@ def time_interleaved(calls: dict[str, Callable], runs: int, warmup: int, cuda: b
 
 def ort_session(file: str | Path, threads: int, providers: tuple[str, ...] = ("CPUExecutionProvider",),
                 profile_prefix: str | None = None):
-    """An ONNX Runtime session for timing: `threads` intra-op threads, one inter-op, and workers that never spin.
+    """An ONNX Runtime session for timing: `threads` intra-op threads, one inter-op, and workers that never spin, so
+    that no session takes the cores from the one timed next (models/formats/onnx.ort_session)."""
+    from models.formats.onnx import ort_session as session
 
-    Every session owns a thread pool, and idle workers that spin (the default) take the cores from the session
-    timed next: interleaved, each model measured ~2.5x slower on 2 cores. So no session spins, alike for all.
-    With profile_prefix, ONNX Runtime's profiler records every node to <profile_prefix>_<date>.json.
-    """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if profile_prefix:
-        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
-    return onnxruntime.InferenceSession(str(file), options, providers=list(providers))
+    return session(file, threads, providers, spinning=False, profile_prefix=profile_prefix)
 
 
 class EpochTimer:
