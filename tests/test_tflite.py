@@ -204,31 +204,30 @@ def test_int8_falls_back_to_dynamic_range_when_static_loses_more_than_max_drop(t
     """A metric that any quantization error lowers (agreement with FP32's output on a real image) and a bound of 0:
     static's drop is over it, so the dynamic-range model is scored and kept when it agrees better."""
     _needs_litert()
-    from models.formats.tflite_int8 import export_tflite_int8
+    from models.formats.litert import LiteRTModel
+    from models.formats.tflite import convert
+    from models.formats.tflite_int8 import quantize_within_drop
 
     model = attempt_load(str(make_checkpoint(tmp_path / "tiny.pt")), device=torch.device("cpu"), fuse=True).eval()
     im = _image()
     with torch.no_grad():
         for _ in range(2):
             y_pt = model(im)[0].numpy()
-    scores = {}
+    scores = []
 
     def agreement(compiled, items):
-        score = -float(np.abs(compiled(im.numpy())[0] - y_pt).max())
-        scores[len(scores)] = score
-        return score
+        scores.append(-float(np.abs(compiled(im.numpy())[0] - y_pt).max()))
+        return scores[-1]
 
     metric = AccuracyMetric("agreement", [0], agreement, lambda i: im.numpy())
-    calibration = [im.numpy()] * 2
     with caplog.at_level(logging.INFO, logger="yolov5"):
-        f = export_tflite_int8(model, im, tmp_path / "tiny.pt", {"stride": 32, "names": NAMES}, calibration,
-                               metric=lambda: metric, max_drop=0.0)
-    fp32, static, dynamic = scores[0], scores[1], scores[2]  # scored in this order
-    assert fp32 == pytest.approx(0.0, abs=1e-3) and static < fp32 and dynamic < fp32
+        fp32 = convert(model, im)
+        kept, recipe = quantize_within_drop(fp32, model, [im.numpy()] * 2, metric, max_drop=0.0)
+    fp32_score, static, dynamic = scores  # scored in this order
+    assert fp32_score == pytest.approx(0.0, abs=1e-3) and static < fp32_score and dynamic < fp32_score
     assert "dynamic-range INT8 (dynamic_wi8_afp32)" in caplog.text
-    with zipfile.ZipFile(f) as z:
-        kept = json.loads(z.read("meta.txt"))["int8"]
-    assert kept == ("dynamic_wi8_afp32" if dynamic > static else "static_wi8_ai8")
+    assert recipe == ("dynamic_wi8_afp32" if dynamic > static else "static_wi8_ai8")
+    assert agreement(LiteRTModel(model_content=kept), [0]) == max(static, dynamic)  # the bytes of the recipe named
     assert "over --int8-max-drop 0.0 with both recipes" in caplog.text
 
 

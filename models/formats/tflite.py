@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from models.formats.batching import run_fixed_shape
+from models.formats.litert import LiteRTModel
 from models.formats.registry import ExportContext, ExportFormat, Runner, register
 from utils.general import LOGGER, colorstr
 
@@ -106,15 +107,19 @@ def _export(ctx: ExportContext) -> Path:
     o, metadata = ctx.options, {**ctx.metadata, "task": ctx.task}
     if not o["int8"]:
         return export_tflite(ctx.model, ctx.im, ctx.file, metadata, o["half"])
-    from models.formats.tflite_int8 import export_tflite_int8
+    from models.formats.tflite_int8 import quantize_within_drop
     from utils.classify_data import calibration_images
     from utils.quantize import CalibrationImages
 
+    prefix = colorstr("TFLite INT8:")
     # classifiers calibrate on centre crops of their ImageFolder, as classify/val.py reads it
     images = calibration_images(o["data"], o["imgsz"][0], o["int8_images"]) if o["classifier"] else \
         CalibrationImages(o["data"], o["imgsz"][0], int(ctx.metadata["stride"]), n=o["int8_images"])
-    return export_tflite_int8(ctx.model, ctx.im, ctx.file, metadata, images, metric=ctx.int8_metric,
-                              max_drop=o.get("int8_max_drop", 0.01))
+    metric = ctx.int8_metric() if ctx.int8_metric else None  # reads the val split before JAX's threads start
+    model, recipe = quantize_within_drop(convert(ctx.model, ctx.im, prefix), ctx.model, images, metric,
+                                         o.get("int8_max_drop", 0.01), prefix)
+    return write_tflite(tflite_path(ctx.file, int8=True), model,
+                        {**metadata, "shape": list(ctx.im.shape), "half": False, "int8": recipe})
 
 
 def _check_layer(layer: torch.nn.Module, args: tuple, opset: int) -> None:
@@ -133,26 +138,6 @@ def tflite_metadata(f: Path) -> dict:
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
         LOGGER.warning(f"WARNING {f}: no meta.txt appended (not exported by export.py); no stride or names read")
         return {}
-
-
-class LiteRTModel:
-    """A LiteRT model (a file or its bytes) in ai-edge-litert's interpreter, called on one float32 input of the
-    exported shape; returns every output. export.py --int8 scores models in memory with it."""
-
-    def __init__(self, model_path: str | None = None, model_content: bytes | None = None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=model_path, model_content=model_content,
-                                       num_threads=torch.get_num_threads())
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.outputs = self.interpreter.get_output_details()
-
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        """The model's outputs for x."""
-        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(x, dtype=np.float32))
-        self.interpreter.invoke()
-        return [self.interpreter.get_tensor(o["index"]).copy() for o in self.outputs]
 
 
 class TFLiteRunner(Runner):

@@ -15,13 +15,11 @@ float). The model's input and output stay float32 either way, as DetectMultiBack
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from models.formats.tflite import LiteRTModel, convert, tflite_path, write_tflite
+from models.formats.litert import LiteRTModel
 from utils.general import LOGGER, colorstr
 
 # ai-edge-quantizer's recipe functions (ai_edge_quantizer.recipe)
@@ -73,31 +71,28 @@ def quantize(model: bytes, recipe: list[dict], images: Iterable[np.ndarray] | No
     return bytes(qt.quantize(stats, enable_progress_report=False).quantized_model)
 
 
-def export_tflite_int8(model: torch.nn.Module, im: torch.Tensor, file: Path, metadata: dict,
-                       images: Iterable[np.ndarray], metric: Callable | None = None, max_drop: float = 0.01,
-                       prefix: str = colorstr("TFLite INT8:")) -> Path:
-    """<name>-int8.tflite: the static INT8 model calibrated on images, with the head float; with metric (a function
-    returning a utils.int8_accuracy.AccuracyMetric) the drop from FP32 is measured and, above max_drop, the
-    dynamic-range model replaces it where that loses less."""
-    m = metric() if metric else None  # reads the val split before litert-torch starts JAX's threads (its scan forks)
-    fp32 = convert(model, im, prefix)
+def quantize_within_drop(fp32: bytes, model: torch.nn.Module, images: Iterable[np.ndarray], metric=None,
+                         max_drop: float = 0.01, prefix: str = colorstr("TFLite INT8:")) -> tuple[bytes, str]:
+    """The static INT8 model of fp32 (the LiteRT conversion of model) calibrated on images, with the head float, and
+    its recipe's name. With metric (a utils.int8_accuracy.AccuracyMetric) the drop from FP32 is measured and, above
+    max_drop, the dynamic-range model replaces it where that loses less."""
     LOGGER.info(f"{prefix} static INT8 ({STATIC}, head float), calibrated on {len(images)} images...")
     chosen, recipe = quantize(fp32, int8_recipe(STATIC, head_scope(model)), images), STATIC
-    if m is not None:
-        score = {k: m.score(LiteRTModel(model_content=v), m.items) for k, v in (("FP32", fp32), (STATIC, chosen))}
-        LOGGER.info(f"{prefix} {m.name} on {len(m.items)} val images: FP32 {score['FP32']:.4f}, INT8 "
-                    f"{score[STATIC]:.4f}, drop {score['FP32'] - score[STATIC]:.4f} (--int8-max-drop {max_drop})")
-        if score["FP32"] - score[STATIC] > max_drop:
-            dynamic = quantize(fp32, int8_recipe(DYNAMIC))
-            score[DYNAMIC] = m.score(LiteRTModel(model_content=dynamic), m.items)
-            LOGGER.info(f"{prefix} dynamic-range INT8 ({DYNAMIC}): {m.name} {score[DYNAMIC]:.4f}, drop "
-                        f"{score['FP32'] - score[DYNAMIC]:.4f}")
-            if score[DYNAMIC] > score[STATIC]:
-                chosen, recipe = dynamic, DYNAMIC
-            drop = score["FP32"] - score[recipe]
-            if drop > max_drop:
-                LOGGER.warning(f"WARNING {prefix} the drop {drop:.4f} is over --int8-max-drop {max_drop} with both "
-                               f"recipes; keeping {recipe}")
-        LOGGER.info(f"{prefix} keeping {recipe}")
-    meta = {**metadata, "shape": list(im.shape), "half": False, "int8": recipe}
-    return write_tflite(tflite_path(file, int8=True), chosen, meta)
+    if metric is None:
+        return chosen, recipe
+    score = {k: metric.score(LiteRTModel(model_content=v), metric.items) for k, v in (("FP32", fp32), (STATIC, chosen))}
+    LOGGER.info(f"{prefix} {metric.name} on {len(metric.items)} val images: FP32 {score['FP32']:.4f}, INT8 "
+                f"{score[STATIC]:.4f}, drop {score['FP32'] - score[STATIC]:.4f} (--int8-max-drop {max_drop})")
+    if score["FP32"] - score[STATIC] > max_drop:
+        dynamic = quantize(fp32, int8_recipe(DYNAMIC))
+        score[DYNAMIC] = metric.score(LiteRTModel(model_content=dynamic), metric.items)
+        LOGGER.info(f"{prefix} dynamic-range INT8 ({DYNAMIC}): {metric.name} {score[DYNAMIC]:.4f}, drop "
+                    f"{score['FP32'] - score[DYNAMIC]:.4f}")
+        if score[DYNAMIC] > score[STATIC]:
+            chosen, recipe = dynamic, DYNAMIC
+        drop = score["FP32"] - score[recipe]
+        if drop > max_drop:
+            LOGGER.warning(f"WARNING {prefix} the drop {drop:.4f} is over --int8-max-drop {max_drop} with both "
+                           f"recipes; keeping {recipe}")
+    LOGGER.info(f"{prefix} keeping {recipe}")
+    return chosen, recipe
