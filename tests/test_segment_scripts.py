@@ -11,6 +11,7 @@ import export
 from engine.tasks.segment_predict import write_polygons
 from models.backends import DetectMultiBackend
 from segment import predict, train, val
+from utils.general import ROOT
 from utils.shapes import NAMES, generate_shapes_dataset
 
 
@@ -205,3 +206,25 @@ def test_val_save_json_has_a_mask_per_box(seg_run, seg_data, tmp_path):
     entries = json.loads((tmp_path / "j" / "best_predictions.json").read_text())
     assert entries and all(set(e) == {"image_id", "category_id", "bbox", "score", "segmentation"} for e in entries)
     assert all(e["segmentation"]["size"] == [96, 96] for e in entries)  # RLE at the original image size
+
+
+def test_a_model_with_16_mask_prototypes_predicts_and_validates_from_onnx(seg_data, tmp_path):
+    """The mask coefficient count comes from the model's prototypes, not YOLOv5's 32: an ONNX export carries no head
+    to read it from."""
+    from tests.fixtures.inference import make_checkpoint
+
+    cfg = yaml.safe_load((ROOT / "models" / "segment" / "yolov5n-seg-csppc.yaml").read_text())
+    head = cfg["head"][-1]
+    assert head[2] == "Segment" and head[3][2] == 32
+    head[3][2] = 16
+    (tmp_path / "nm16-seg.yaml").write_text(yaml.safe_dump(cfg))
+    weights = make_checkpoint(tmp_path / "nm16.pt", cfg=str(tmp_path / "nm16-seg.yaml"))
+    f = export.run(weights=str(weights), imgsz=(64,), include=("onnx",))[0]
+    assert DetectMultiBackend(f)(torch.zeros(1, 3, 64, 64))[1].shape[1] == 16
+    src = seg_data.parent / "shapes-seg" / "images" / "val"
+    kw = dict(source=str(src), imgsz=(64,), conf_thres=0.001, max_det=3, save_txt=True, project=str(tmp_path))
+    out = {name: predict.run(weights=w, name=name, **kw) for name, w in (("pt", str(weights)), ("onnx", f))}
+    rows = {k: sorted(p.read_text() for p in d.glob("labels/*.txt")) for k, d in out.items()}
+    assert rows["onnx"] and len(rows["onnx"]) == len(rows["pt"])  # a polygon per kept box, from either model
+    r = val.run(weights=f, data=str(seg_data), imgsz=64, batch_size=1, project=str(tmp_path), name="v", plots=False)
+    assert len(r[0]) >= 8  # box and mask P, R, mAP50, mAP50-95 (and the losses)

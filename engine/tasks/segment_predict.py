@@ -49,9 +49,8 @@ class SegmentDetections(Detections):
 
 
 class SegmentationPredictor(DetectionPredictor):
-    """Detection's loop and drawing, plus 32 mask coefficients per box, masks overlaid and polygons in --save-txt."""
-
-    nm = 32  # mask coefficients per detection, after the 6 box columns
+    """Detection's loop and drawing, plus the mask coefficients of each box, masks overlaid and polygons in
+    --save-txt."""
 
     def check_options(self) -> None:
         """Refuse --augment; --cam is detection's only; --visualize needs a .pt model."""
@@ -70,8 +69,8 @@ class SegmentationPredictor(DetectionPredictor):
         if not isinstance(out, (list, tuple)) or len(out) < 2 or out[1].ndim != 4:
             raise ValueError(f"{self.opt.weights} is not a segmentation model (no mask prototypes); use detect.py "
                              "for it")
-        pred, proto = out[0], out[1]
-        return [SegmentDetections(det, proto=proto[i]) for i, det in enumerate(self.nms(pred, nm=self.nm))]
+        pred, proto = out[0], out[1]  # one coefficient per prototype follows each box's 6 columns (YOLOv5's 32)
+        return [SegmentDetections(det, proto=proto[i]) for i, det in enumerate(self.nms(pred, nm=proto.shape[1]))]
 
     def prepare(self, result: SegmentDetections, x: torch.Tensor, shape: tuple[int, ...]) -> str:
         """Masks (--retina-masks: at the original resolution) and boxes at the original image size; class counts."""

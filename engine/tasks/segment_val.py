@@ -58,7 +58,7 @@ class SegmentationValidator(DetectionValidator):
             raise ValueError("--augment (test-time augmentation) is not supported for segmentation models")
         super().setup(backend)
         model = self.model if self.training else self.model.model if self.pt else None
-        self.nm = model.model[-1].nm if model is not None else 32  # exports: YOLOv5's 32
+        self.nm = model.model[-1].nm if model is not None else 32  # exports: YOLOv5's 32 until forward() sees theirs
 
     def build_dataloader(self, path: str, stride: int, pad: float, rect: bool, **kwargs):
         """Images, labels and their masks at 1/mask_downsample_ratio."""
@@ -77,6 +77,7 @@ class SegmentationValidator(DetectionValidator):
         """Detections (with mask coefficients) for NMS; the prototypes join the batch for matching and plots."""
         out = self.model(batch["img"])
         batch["protos"] = out[1]
+        self.nm = out[1].shape[1]  # one mask coefficient per prototype: an export says so only in its outputs
         return out[0], (out[2] if self.args.compute_loss else None)
 
     def batch_loss(self, train_out, batch: dict) -> torch.Tensor:
