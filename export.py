@@ -93,7 +93,7 @@ def parse_opt(argv: list[str] | None = None) -> argparse.Namespace:
     add("--topk-all", type=int, default=100, help="TensorFlow NMS: boxes kept in all (not exported here)")
     add("--iou-thres", type=float, default=0.45, help="TensorFlow NMS: overlap limit (not exported here)")
     add("--conf-thres", type=float, default=0.25, help="TensorFlow NMS: lowest confidence (not exported here)")
-    add("--int8", action="store_true", help="OpenVINO (NNCF) and TFLite (ai-edge-quantizer): INT8, calibrated on --data")
+    add("--int8", action="store_true", help="OpenVINO and TFLite: INT8 quantization, calibrated on --data")
     add("--int8-images", type=int, default=300, help="INT8: number of --data train images to calibrate on")
     add("--int8-max-drop", type=float, default=0.01,
         help="INT8: most val mAP50-95 to lose; above it OpenVINO returns the layers that cost it to "
