@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.blocks import BLOCKS, DualPConv, PConv
+from models.blocks import BLOCKS, Conv, DualPConv, PConv
 from models.extra_blocks import (
     CrossConv,
     MixConv2d,  # noqa: F401  (v7.0 pickles it as models.experimental.MixConv2d)
@@ -78,15 +78,19 @@ def _numpy_globals() -> list:
     return out
 
 
-def _detect_forward_only(obj, name: str, *default):
-    """Stands in for getattr while unpickling: YOLOv5 segmentation checkpoints hold getattr(Detect, 'forward').
+def _allowed_getattr(obj, name: str, *default):
+    """Stands in for getattr while unpickling, for the two bound methods YOLOv5 models pickle: getattr(Detect,
+    'forward') in v7.0 segmentation checkpoints, and a fused Conv's forward (getattr(conv, 'forward_fuse'), which
+    fuse() installs) in a saved fused model.
 
     Any other use is refused: a general getattr would let a pickle walk from an allowed class to anything.
     """
-    if obj is Detect and name == "forward" and not default:
+    if not default and obj is Detect and name == "forward":
         return Detect.forward
+    if not default and isinstance(obj, Conv) and name == "forward_fuse":
+        return obj.forward_fuse
     raise pickle.UnpicklingError(f"refused getattr({getattr(obj, '__name__', type(obj).__name__)!r}, {name!r}): "
-                                 f"only getattr(Detect, 'forward') of YOLOv5 segmentation checkpoints is allowed")
+                                 f"only getattr(Detect, 'forward') and a Conv's forward_fuse are allowed")
 
 
 def safe_globals() -> list:
@@ -96,7 +100,7 @@ def safe_globals() -> list:
     project += [(DetectionModel, "models.yolo.Model"), (DetectionModel, "models.yolo.DetectionModel")]
     project += [SegmentationModel, Proto]  # Segment is a YAML block; Proto lives inside it
     project += [ClassificationModel]  # Classify is a YAML block
-    project += [(_detect_forward_only, "builtins.getattr")]  # YOLOv5's Segment pickles getattr(Detect, 'forward')
+    project += [(_allowed_getattr, "builtins.getattr")]  # Segment's getattr(Detect, 'forward'), fused Convs' forward
     project += [TransformerLayer, TransformerBlock]  # parts of C3TR, not YAML blocks themselves
     # YOLOv5 before v6.1 kept CrossConv in models.experimental (MixConv2d is still there in v7.0: its own name)
     project += [(CrossConv, "models.experimental.CrossConv")]

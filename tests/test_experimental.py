@@ -217,3 +217,15 @@ def test_state_dict_instead_of_a_model(tmp_path):
     f = _save(tmp_path, {"model": None, "ema": "x"}, "odd.pt")
     with pytest.raises(ValueError, match=r"odd\.pt: not a YOLOv5 checkpoint: its 'ema' entry is a str, not a model"):
         torch_safe_load(f)
+
+
+@torch.no_grad()
+def test_a_saved_fused_model_loads_and_runs_as_saved(tmp_path):
+    """fuse() points each Conv's forward at forward_fuse, which pickles as getattr(conv, 'forward_fuse'): the safe
+    loader allows that one bound method, so a fused model saved with torch.save loads and gives the same outputs."""
+    torch.manual_seed(0)
+    model = randomize_bn(DetectionModel("yolov5n-csppc.yaml", nc=3)).eval().fuse()
+    torch.save({"model": model}, tmp_path / "fused.pt")
+    loaded = attempt_load(tmp_path / "fused.pt", device=torch.device("cpu"), fuse=False)
+    im = torch.rand(1, 3, 64, 64)
+    assert torch.equal(loaded(im)[0], model(im)[0])

@@ -123,13 +123,18 @@ def test_v7_format_checkpoint_loads_and_predicts_the_same(tmp_path, fuse):
 
 
 def test_safe_loader_refuses_other_getattr_calls(tmp_path):
-    """The getattr that v7.0 segmentation checkpoints need is allowed for Detect.forward and nothing else."""
+    """The getattr that v7.0 segmentation checkpoints need (Detect.forward) and a fused Conv's forward_fuse are allowed,
+    and nothing else."""
     import pickle
 
-    from models.experimental import _detect_forward_only
+    from models.common import Conv
+    from models.experimental import _allowed_getattr
     from models.yolo import Detect
 
-    assert _detect_forward_only(Detect, "forward") is Detect.forward
-    for args in ((Detect, "__init__"), (Detect, "forward", None), (torch, "load")):
+    conv = Conv(3, 8)
+    assert _allowed_getattr(Detect, "forward") is Detect.forward
+    assert _allowed_getattr(conv, "forward_fuse") == conv.forward_fuse
+    for args in ((Detect, "__init__"), (Detect, "forward", None), (torch, "load"), (conv, "forward"),
+                 (Conv, "forward_fuse"), (conv, "forward_fuse", None), (torch.nn.Conv2d(3, 8, 1), "forward_fuse")):
         with pytest.raises(pickle.UnpicklingError, match="getattr"):
-            _detect_forward_only(*args)
+            _allowed_getattr(*args)
