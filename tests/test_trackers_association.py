@@ -1,6 +1,7 @@
 """ByteTrack and BoT-SORT on crafted scenes: crossings, occlusions, low-confidence stretches, camera jumps."""
 
 import dataclasses
+import itertools
 
 import cv2
 import numpy as np
@@ -40,6 +41,22 @@ def test_iou_fuse_and_assignment_by_hand():
     # one cheap pair saves more than two pairs just under the limit: 0.8 - 0.1 > 2 * (0.8 - 0.75)
     matches, _, _ = linear_assignment(np.array([[0.1, 0.75], [0.75, 0.9]]), 0.8)
     assert matches.tolist() == [[0, 0]]
+
+
+def test_assignment_saves_as_much_as_the_best_of_every_partial_matching():
+    """Exhaustive check, without the optional lap: over every way to pair rows with distinct columns or leave them
+    unmatched, with pairs above the limit not allowed, none saves more than the solver's matching."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        cost = np.where(rng.random((3, 4)) < 0.6, rng.random((3, 4)), 1.0)
+        ours, _, _ = linear_assignment(cost, 0.8)
+        assert all(cost[i, j] <= 0.8 for i, j in ours)
+        best = 0.0
+        for cols in itertools.product([None, 0, 1, 2, 3], repeat=3):
+            pairs = [(i, j) for i, j in enumerate(cols) if j is not None]
+            if len({j for _, j in pairs}) == len(pairs) and all(cost[p] <= 0.8 for p in pairs):
+                best = max(best, sum(0.8 - cost[p] for p in pairs))
+        assert (0.8 - cost[tuple(ours.T)]).sum() == pytest.approx(best)
 
 
 def test_scipy_assignment_solves_lapjvs_problem():
