@@ -121,9 +121,19 @@ def test_detect_and_val_run_on_the_export(fmt, tmp_path):
     data = tmp_path / "shapes.yaml"
     data.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
                                     "names": NAMES}))
-    results = {name: val.run(data=str(data), weights=str(w), imgsz=DETECT_IMGSZ, batch_size=1, project=str(tmp_path),
-                             name=f"val-{name}", plots=False)[0] for name, w in (("pt", weights), (fmt, f))}
+    # task "speed" letterboxes both to the export's square ("val" would feed PyTorch rectangular batches padded by
+    # half a stride, another input than the export's); the saved boxes are compared, since this random model's boxes
+    # match no label and its mAP is zero for any format
+    kw = dict(data=str(data), imgsz=DETECT_IMGSZ, batch_size=1, project=str(tmp_path), plots=False, task="speed",
+              conf_thres=0.3, save_txt=True, save_conf=True)
+    results = {name: val.run(weights=str(w), name=f"val-{name}", **kw)[0] for name, w in (("pt", weights), (fmt, f))}
     assert np.allclose(results[fmt][:4], results["pt"][:4], atol=0.002)  # P, R, mAP50, mAP50-95
+    saved = sorted((tmp_path / "val-pt" / "labels").glob("*.txt"))
+    assert len(saved) == 4
+    for txt in saved:  # rows in NMS's order, by confidence: near-alike image-sized boxes cannot be paired by place
+        got, ref = (np.loadtxt(d / "labels" / txt.name, ndmin=2) for d in (tmp_path / f"val-{fmt}", txt.parents[1]))
+        assert len(ref) and got.shape == ref.shape, f"{fmt} val {txt.name}"
+        assert np.allclose(got, ref, atol=1e-3), f"{fmt} val {txt.name}"  # class, normalised xywh, confidence
 
 
 def _damage(f: Path, tmp: Path, fmt: str) -> list[tuple[Path, str]]:
