@@ -1,4 +1,5 @@
-"""Hand-computed cases for the box format helpers in utils/general.py, on numpy arrays and torch tensors."""
+"""Hand-computed cases for the box format helpers of utils/boxes.py, imported from utils.general as YOLOv5 v7.0 code
+imports them, on numpy arrays and torch tensors."""
 
 import numpy as np
 import pytest
