@@ -1,14 +1,14 @@
 """LiteRT INT8 (<name>-int8.tflite): the FP32 conversion quantized by ai-edge-quantizer, which comes with litert-torch.
 
-Two of its recipes, measured by benchmarks/tflite_int8.py on trained shapes checkpoints (README, "INT8 for the mobile
-runtimes"):
+Two of its recipes, measured by benchmarks/tflite_int8.py on trained shapes checkpoints (README, "INT8 for ncnn, MNN
+and LiteRT"):
 - static (static_wi8_ai8): int8 weights and activations, the activation ranges calibrated on --data train images.
   The head stays float: its one output holds pixel boxes (0 to imgsz) beside 0-1 scores, which one int8 scale cannot
   both resolve. About half of FP32's latency.
 - dynamic-range (dynamic_wi8_afp32): int8 weights, activations quantized at run time from each one's own range, so
   nothing depends on calibration. About two thirds of FP32's latency, and the closer to FP32's accuracy.
-export.py --int8 writes the static model; for detection it scores both on --data's val images with val.py's mAP50-95
-and falls back to dynamic-range when static loses more than --int8-max-drop (as the OpenVINO export returns layers to
+export.py --int8 writes the static model; for detection it scores it and FP32 on --data's val images with val.py's
+mAP50-95, and falls back to dynamic-range when static loses more than --int8-max-drop (as the OpenVINO export returns layers to
 float). The model's input and output stay float32 either way, as DetectMultiBackend feeds and reads them.
 """
 
