@@ -8,8 +8,8 @@ and LiteRT"):
 - dynamic-range (dynamic_wi8_afp32): int8 weights, activations quantized at run time from each one's own range, so
   nothing depends on calibration. About two thirds of FP32's latency, and the closer to FP32's accuracy.
 export.py --int8 writes the static model; for detection it scores it and FP32 on --data's val images with val.py's
-mAP50-95, and falls back to dynamic-range when static loses more than --int8-max-drop (as the OpenVINO export returns layers to
-float). The model's input and output stay float32 either way, as DetectMultiBackend feeds and reads them.
+mAP50-95, and falls back to dynamic-range when static loses more than --int8-max-drop (as the OpenVINO export returns
+layers to float). The model's input and output stay float32 either way, as DetectMultiBackend feeds and reads them.
 """
 
 from __future__ import annotations
