@@ -7,6 +7,7 @@ The INT8 detection export (export.py --int8, calibrated on generated shapes imag
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -169,6 +170,52 @@ def test_int8_fixture_is_quantized_with_float_io_and_close_to_pytorch(tmp_path):
     results = {name: val.run(weights=str(FIXTURES / w), name=f"val-{name}", **kw)[0]
                for name, w in (("pt", "detect.pt"), ("int8", "detect-int8.tflite"))}
     assert np.allclose(results["int8"][:4], results["pt"][:4], rtol=0, atol=0.05)  # P, R, mAP50, mAP50-95
+
+
+@torch.no_grad()
+def test_v7_layout_runs_with_nhwc_input_normalised_boxes_and_literal_metadata(tmp_path):
+    """YOLOv5 v7.0's TFLite files (tests/fixtures/tflite/make_v7.py): NHWC input, boxes divided by the image size, a
+    dict literal as meta.txt, and in -int8.tflite int8 input and output; each gives PyTorch's pixel boxes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    im = _image(96)
+    y_pt = _outputs(DetectMultiBackend(FIXTURES / "detect.pt")(im), "detect")[0]
+    backend = DetectMultiBackend(FIXTURES / "v7-detect.tflite")
+    assert backend.tflite and backend.names == NAMES and backend.stride == 32  # names keyed by int, as v7.0 writes
+    y = _outputs(backend(im), "detect")[0]
+    assert y.shape == y_pt.shape and float((y - y_pt).abs().max()) <= 1e-3 * float(y_pt.abs().max())
+    f = FIXTURES / "v7-detect-int8.tflite"
+    out = Interpreter(model_path=str(f)).get_output_details()[0]
+    assert out["dtype"] == np.int8
+    step = out["quantization"][0]  # one int8 step of the (normalised) output
+    d = (_outputs(DetectMultiBackend(f)(im), "detect")[0] - y_pt).abs()
+    assert float(d[..., :4].max()) <= step * 96 and float(d[..., 4:].max()) <= step  # quantized in, dequantized out
+    cv2.imwrite(str(tmp_path / "shapes.jpg"), shapes_image(96, 96, seed=3))
+    labels = {}
+    for name, w in (("pt", FIXTURES / "detect.pt"), ("v7", FIXTURES / "v7-detect.tflite")):
+        save_dir = detect.run(weights=str(w), source=tmp_path / "shapes.jpg", imgsz=(96, 96), conf_thres=0.3,
+                              project=tmp_path, name=name, save_txt=True, save_conf=True)
+        labels[name] = np.loadtxt(save_dir / "labels" / "shapes.txt", ndmin=2)
+    assert len(labels["pt"]) and np.allclose(labels["v7"], labels["pt"], atol=1e-3)
+
+
+def test_metadata_that_is_not_a_dict_literal_is_read_as_none_and_never_run(tmp_path, caplog):
+    from models.formats.tflite import tflite_metadata
+
+    marker = tmp_path / "ran"
+    for text in (f"__import__('pathlib').Path({str(marker)!r}).touch()", "[1, 2]", "{'stride': 32,"):
+        f = tmp_path / "m.tflite"
+        shutil.copy(FIXTURES / "v7-detect.tflite", f)
+        with zipfile.ZipFile(f) as z:
+            names = z.namelist()
+        assert names == ["meta.txt"]
+        data = f.read_bytes()
+        f.write_bytes(data[:data.rfind(b"PK\x03\x04")])  # the model alone, then a meta.txt with this text
+        with zipfile.ZipFile(f, "a") as z:
+            z.writestr("meta.txt", text)
+        assert tflite_metadata(f) == {}
+        assert "meta.txt is neither JSON nor a dict literal" in caplog.text
+    assert not marker.exists()
 
 
 def test_damaged_fixture_fails_naming_it(tmp_path):

@@ -11,6 +11,7 @@ ai-edge-quantizer, which comes with litert-torch, writes the other precisions fr
 
 from __future__ import annotations
 
+import ast
 import copy
 import importlib.util
 import itertools
@@ -128,20 +129,37 @@ def _check_layer(layer: torch.nn.Module, args: tuple, opset: int) -> None:
 
 
 def tflite_metadata(f: Path) -> dict:
-    """meta.txt from the zip appended to a .tflite export ({} when there is none, with a warning)."""
+    """meta.txt from the zip appended to a .tflite export ({} when there is none, with a warning): JSON as this
+    project writes it, or the Python dict literal YOLOv5 v7.0 writes (read as a literal, never run)."""
     try:
         with zipfile.ZipFile(f) as z:
             info = z.getinfo("meta.txt")
             if info.file_size > 1 << 20:  # names of a few thousand classes fit in far less
                 raise ValueError(f"{f}: meta.txt is {info.file_size} bytes, more than export.py writes")
-            return json.loads(z.read(info))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+            text = z.read(info).decode("utf-8", errors="replace")
+    except (zipfile.BadZipFile, KeyError):
         LOGGER.warning(f"WARNING {f}: no meta.txt appended (not exported by export.py); no stride or names read")
         return {}
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            meta = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            meta = None
+    if not isinstance(meta, dict):
+        LOGGER.warning(f"WARNING {f}: meta.txt is neither JSON nor a dict literal; no stride or names read")
+        return {}
+    return meta
 
 
 class TFLiteRunner(Runner):
-    """A .tflite model in LiteRT's interpreter (ai-edge-litert) on the CPU."""
+    """A .tflite model in LiteRT's interpreter (ai-edge-litert) on the CPU.
+
+    This project's exports take NCHW input and return pixel boxes. A YOLOv5 v7.0 export (converted through TensorFlow)
+    takes NHWC input and returns boxes divided by the image size: a 3-channel last axis marks it, and its input is
+    transposed and its boxes scaled back to pixels, as v7.0's DetectMultiBackend does.
+    """
 
     def __init__(self, w: str, device: torch.device, **_):
         if importlib.util.find_spec("ai_edge_litert") is None:
@@ -152,15 +170,27 @@ class TFLiteRunner(Runner):
         if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
             raise ValueError(f"{w}: not a TFLite model (no {TFLITE_IDENTIFIER.decode()} identifier at byte 4)")
         try:
-            self.forward = LiteRTModel(model_path=w)  # the model's outputs for one input of the exported shape
+            self.model = LiteRTModel(model_path=w)
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{w}: LiteRT could not load this model (corrupt or truncated): {e}") from e
-        self.input = self.forward.input
+        shape = [int(x) for x in self.model.input["shape"]]
+        self.nhwc = len(shape) == 4 and shape[3] == 3 and shape[1] != 3  # v7.0's TensorFlow layout
+        self.shape = [shape[0], 3, shape[1], shape[2]] if self.nhwc else shape  # as DetectMultiBackend feeds it
         self.meta = tflite_metadata(Path(w))
 
     def __call__(self, im: torch.Tensor, augment: bool = False, visualize: bool = False) -> list[np.ndarray]:
         """Every output, image by image when a batch-1 model gets a larger batch."""
-        return run_fixed_shape(self.forward, im.cpu().float().numpy(), list(self.input["shape"]), "TFLite")
+        return run_fixed_shape(self.forward, im.cpu().float().numpy(), self.shape, "TFLite")
+
+    def forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for one NCHW input of the exported size; boxes in pixels."""
+        if not self.nhwc:
+            return self.model(x)
+        y = self.model(x.transpose(0, 2, 3, 1))
+        if y[0].ndim == 3 and y[0].shape[-1] > 4:  # detections: xywh normalised to the input size
+            h, w = x.shape[2:]
+            y[0][..., :4] *= np.array([w, h, w, h], dtype=np.float32)
+        return y
 
 
 # replaces unsupported.py's TensorFlow Lite row (in v7.0's place), or keeps that module from adding it
