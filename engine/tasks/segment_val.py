@@ -53,12 +53,10 @@ class SegmentationValidator(DetectionValidator):
     create_dataloader = staticmethod(create_dataloader)
 
     def setup(self, backend) -> None:
-        """The detection set-up, refusing test-time augmentation, and the head's mask coefficient count."""
+        """The detection set-up, refusing test-time augmentation (forward() reads the mask coefficient count)."""
         if self.args.augment:
             raise ValueError("--augment (test-time augmentation) is not supported for segmentation models")
         super().setup(backend)
-        model = self.model if self.training else self.model.model if self.pt else None
-        self.nm = model.model[-1].nm if model is not None else 32  # exports: YOLOv5's 32 until forward() sees theirs
 
     def build_dataloader(self, path: str, stride: int, pad: float, rect: bool, **kwargs):
         """Images, labels and their masks at 1/mask_downsample_ratio."""

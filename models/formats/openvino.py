@@ -12,7 +12,6 @@ import torch
 
 from models.formats.onnx import layer_to_onnx
 from models.formats.registry import ExportContext, ExportFormat, Runner, register
-from utils.classify_data import calibration_images
 from utils.general import LOGGER, colorstr, yaml_load, yaml_save
 from utils.sigstack import keep_signal_stack
 
@@ -81,10 +80,9 @@ def _export(ctx: ExportContext) -> Path:
     onnx_file = ctx.need("onnx")
     if not o["int8"]:
         return export_openvino(onnx_file, ctx.file, ctx.metadata, o["half"])
-    # classifiers calibrate on centre crops of their ImageFolder, as classify/val.py reads it
-    images = calibration_images(o["data"], o["imgsz"][0], o["int8_images"]) if o["classifier"] else None
     return export_openvino_int8(onnx_file, ctx.file, ctx.metadata, o["data"], o["imgsz"], o["int8_images"],
-                                calibration=images, metric=ctx.int8_metric, max_drop=o.get("int8_max_drop", 0.01))
+                                calibration=ctx.calibration_images(), metric=ctx.int8_metric,
+                                max_drop=o.get("int8_max_drop", 0.01))
 
 
 def _check_layer(layer: torch.nn.Module, args: tuple, opset: int) -> None:

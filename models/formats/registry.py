@@ -53,6 +53,20 @@ class ExportContext:
         """The exported model's task, from what export.py gathered: a classifier, two outputs (masks) or detection."""
         return "classify" if self.options.get("classifier") else "segment" if len(self.outputs) == 2 else "detect"
 
+    def calibration_images(self):
+        """The --data train images INT8 calibrates on (--int8-images of them), as the exported model is fed them:
+        letterboxed as val.py feeds exports, or for a classifier centre-cropped as classify/val.py reads them."""
+        o = self.options
+        if o["classifier"]:
+            from utils.classify_data import calibration_images
+
+            return calibration_images(o["data"], o["imgsz"][0], o["int8_images"])
+        from utils.quantize import CalibrationImages
+
+        if o["imgsz"][0] != o["imgsz"][1]:
+            raise ValueError(f"INT8 calibration letterboxes to a square as val.py does; got --imgsz {o['imgsz']}")
+        return CalibrationImages(o["data"], o["imgsz"][0], int(self.metadata["stride"]), n=o["int8_images"])
+
     def need(self, argument: str) -> Path:
         """The file of another format that this one is converted from, exported now unless this run wrote it."""
         return self.written.get(argument) or format_of(argument).export(self)

@@ -109,13 +109,9 @@ def _export(ctx: ExportContext) -> Path:
     if not o["int8"]:
         return export_tflite(ctx.model, ctx.im, ctx.file, metadata, o["half"])
     from models.formats.tflite_int8 import quantize_within_drop
-    from utils.classify_data import calibration_images
-    from utils.quantize import CalibrationImages
 
     prefix = colorstr("TFLite INT8:")
-    # classifiers calibrate on centre crops of their ImageFolder, as classify/val.py reads it
-    images = calibration_images(o["data"], o["imgsz"][0], o["int8_images"]) if o["classifier"] else \
-        CalibrationImages(o["data"], o["imgsz"][0], int(ctx.metadata["stride"]), n=o["int8_images"])
+    images = ctx.calibration_images()
     metric = ctx.int8_metric() if ctx.int8_metric else None  # reads the val split before JAX's threads start
     model, recipe = quantize_within_drop(convert(ctx.model, ctx.im, prefix), ctx.model, images, metric,
                                          o.get("int8_max_drop", 0.01), prefix)
