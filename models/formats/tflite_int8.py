@@ -14,7 +14,7 @@ layers to float). The model's input and output stay float32 either way, as Detec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ def quantize(model: bytes, recipe: list[dict], images: Iterable[np.ndarray] | No
     return bytes(qt.quantize(stats, enable_progress_report=False).quantized_model)
 
 
-def quantize_within_drop(fp32: bytes, model: torch.nn.Module, images: Iterable[np.ndarray], metric=None,
+def quantize_within_drop(fp32: bytes, model: torch.nn.Module, images: Collection[np.ndarray], metric=None,
                          max_drop: float = 0.01, prefix: str = colorstr("TFLite INT8:")) -> tuple[bytes, str]:
     """The static INT8 model of fp32 (the LiteRT conversion of model) calibrated on images, with the head float, and
     its recipe's name. With metric (a utils.int8_accuracy.AccuracyMetric) the drop from FP32 is measured and, above
